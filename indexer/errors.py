@@ -1,0 +1,99 @@
+"""The one exception tree of amoca-indexer.
+
+Every error the indexer raises on purpose is an :class:`IndexerError`. The tree is
+split at the root by what the caller should do about it:
+
+``IndexerError``
+    ``TransientError`` -- worth retrying after a backoff: the world may change.
+        ``RpcUnavailable``    network error, 5xx, node behind, connection refused.
+        ``RpcRateLimited``    HTTP 429 / -32005; carries ``retry_after`` seconds.
+        ``DatabaseUnavailable`` connection lost, server shutting down, serialization
+                              failure or deadlock (classified by SQLSTATE).
+    ``PermanentError`` -- retrying the same input gives the same answer.
+        ``ConfigError``       bad configuration; the CLI prints one line, exits 2.
+        ``DecodeError``       an RPC payload we cannot decode; carries a ``reason`` code
+                              and is dead-lettered with the raw payload.
+        ``RpcError``          a JSON-RPC error object that is not transient
+                              (invalid params, unsupported transaction version...).
+        ``DatabaseError``     a constraint violation or other non-retryable SQLSTATE;
+                              names the constraint when there is one.
+        ``MigrationError``    a migration file changed after it was applied, or failed.
+
+Third-party exceptions are translated at the boundary with ``raise X(...) from exc``;
+:func:`is_transient` is the single retry classifier used by every retry policy.
+"""
+
+from __future__ import annotations
+
+
+class IndexerError(Exception):
+    """Root of every error the indexer raises on purpose."""
+
+
+class TransientError(IndexerError):
+    """Retry after a backoff: the same operation may succeed later."""
+
+
+class PermanentError(IndexerError):
+    """Do not retry: dead-letter the input or fail fast."""
+
+
+class ConfigError(PermanentError):
+    """The configuration (file, environment or flags) is invalid."""
+
+
+class DecodeError(PermanentError):
+    """An RPC payload could not be decoded. ``reason`` is a short snake_case code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class RpcError(PermanentError):
+    """A JSON-RPC error answer that retrying will not change."""
+
+    def __init__(self, code: int, message: str, method: str = "") -> None:
+        self.code = code
+        self.method = method
+        super().__init__(f"{method or 'rpc'} failed with {code}: {message}")
+
+
+class RpcUnavailable(TransientError):
+    """The endpoint could not answer now (network error, 5xx, node behind)."""
+
+
+class RpcRateLimited(RpcUnavailable):
+    """The endpoint asked us to slow down (HTTP 429 or JSON-RPC -32005)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class DatabaseUnavailable(TransientError):
+    """The database cannot be reached or asked us to retry (by SQLSTATE class)."""
+
+
+class DatabaseError(PermanentError):
+    """A database error retrying will not fix; names the constraint when there is one."""
+
+    def __init__(self, message: str, sqlstate: str | None = None, constraint: str | None = None):
+        self.sqlstate = sqlstate
+        self.constraint = constraint
+        super().__init__(message)
+
+
+class MigrationError(PermanentError):
+    """A migration could not be applied, or an applied one was changed."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """The one retry classifier: True when retrying ``exc`` may succeed."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, PermanentError):
+        return False
+    # Untranslated network-level failures are transient by nature.
+    return isinstance(exc, (ConnectionError, TimeoutError))
