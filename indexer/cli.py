@@ -9,13 +9,14 @@ on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from typing import Any
 
 import click
 
 from indexer import __version__
-from indexer.errors import ConfigError, IndexerError
+from indexer.errors import ConfigError, DatabaseUnavailable, IndexerError
 
 # name -> (module, one-line help). The module exposes a click command named `command`.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         click.echo(f"amoca-indexer: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except DatabaseUnavailable as exc:
+        click.echo(f"amoca-indexer: database unavailable: {exc}", err=True)
         sys.exit(2)
     except IndexerError as exc:
         click.echo(f"amoca-indexer: {exc}", err=True)

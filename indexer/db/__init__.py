@@ -1,0 +1,1 @@
+"""The database side of the indexer: embedded server, connections, migrations."""

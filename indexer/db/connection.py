@@ -1,0 +1,101 @@
+"""Connections to PostgreSQL and the translation of its errors into the indexer's tree.
+
+Errors are classified by SQLSTATE (psycopg's ``diag.sqlstate``), never by message text:
+connection loss, shutdown, serialization failures and deadlocks are transient; the rest
+(constraint violations above all) are permanent and name the constraint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo, sql
+
+from indexer.config import Settings, redact_url
+from indexer.errors import ConfigError, DatabaseError, DatabaseUnavailable, IndexerError
+
+# SQLSTATE classes and codes worth retrying: the same statement may succeed later.
+# Classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
+_TRANSIENT_CLASSES = ("08", "53", "57")
+# Codes: 40001 serialization failure, 40P01 deadlock, 55P03 lock not available.
+_TRANSIENT_CODES = frozenset({"40001", "40P01", "55P03"})
+EMBEDDED_DATABASE = "amoca"
+
+
+def translate(exc: psycopg.Error) -> IndexerError:
+    """The indexer error for a psycopg error, classified by SQLSTATE."""
+    sqlstate = exc.sqlstate
+    if sqlstate is None or sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_CODES:
+        if sqlstate is None and not isinstance(exc, psycopg.OperationalError):
+            return DatabaseError(str(exc).strip())
+        return DatabaseUnavailable(_first_line(exc))
+    constraint = exc.diag.constraint_name
+    message = _first_line(exc)
+    if constraint and constraint not in message:
+        message = f"{message} (constraint {constraint})"
+    return DatabaseError(message, sqlstate=sqlstate, constraint=constraint)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def validate_url(url: str) -> None:
+    """Reject a URL libpq cannot parse, with one line that does not echo secrets."""
+    try:
+        conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        raise ConfigError(f"AMOCA_DATABASE_URL is not a valid libpq URL: {redact_url(url)}") from None
+
+
+def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> psycopg.Connection:
+    """A connection, or DatabaseUnavailable naming the (redacted) server."""
+    validate_url(url)
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+    except psycopg.Error as exc:
+        raise DatabaseUnavailable(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {_reason(exc)}"
+        ) from None
+
+
+def _reason(exc: psycopg.Error) -> str:
+    """libpq's reason, without the host/port details it repeats (those may carry secrets)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return lines[0].rsplit("failed: ", 1)[-1]
+
+
+def database_url(settings: Settings, *, announce: bool = True) -> str:
+    """The URL to use: AMOCA_DATABASE_URL, or the embedded server (started on demand)."""
+    if settings.database_url:
+        validate_url(settings.database_url)
+        return settings.database_url
+    from indexer.db import embedded
+
+    data_dir = Path(settings.data_dir) / "pg"
+    server = embedded.start(data_dir)
+    ensure_database(server.url(), EMBEDDED_DATABASE)
+    if announce:
+        print(f"using embedded PostgreSQL in {data_dir} ({server.url(EMBEDDED_DATABASE)})",
+              file=sys.stderr)
+    return server.url(EMBEDDED_DATABASE)
+
+
+def ensure_database(admin_url: str, name: str, *, template: str | None = None) -> None:
+    """Create database ``name`` unless it exists."""
+    with connect(admin_url) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        try:
+            conn.execute(query)
+        except psycopg.errors.DuplicateDatabase:
+            return
