@@ -1,0 +1,100 @@
+"""Every Prometheus metric the indexer exports (prefix ``amoca_indexer_``), in one place.
+
+A :class:`Metrics` object is built per registry and injected into the stages that count,
+so tests pass their own ``CollectorRegistry`` and read the values back. Names are a
+contract with the dashboards and alert rules in ``deploy/``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "amoca_indexer"
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class Metrics:
+    """The indexer's metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...] = (),
+                      buckets: tuple[float, ...] = _LATENCY_BUCKETS) -> Histogram:
+            return Histogram(f"{PREFIX}_{name}", doc, labels, registry=registry, buckets=buckets)
+
+        # Intake
+        self.notifications = counter(
+            "notifications_total", "Websocket notifications received, by kind.", ("kind",))
+        self.signatures_seen = counter(
+            "signatures_seen_total", "Signatures queued for fetching, by source.", ("source",))
+        # Decode
+        self.decoded = counter(
+            "transactions_decoded_total", "Marketplace rows decoded, by type and status.",
+            ("type", "status"))
+        self.decode_errors = counter(
+            "decode_errors_total", "Payloads that could not be decoded, by reason.", ("reason",))
+        self.memo_rejections = counter(
+            "memo_rejections_total", "Memos that were not valid AMOCA memos, by reason.", ("reason",))
+        self.skipped_legs = counter(
+            "skipped_legs_total", "Transfer legs that are not marketplace transactions, by reason.",
+            ("reason",))
+        # Sink
+        self.written = counter(
+            "transactions_written_total", "Rows inserted into transactions, by type and status.",
+            ("type", "status"))
+        self.duplicates = counter(
+            "duplicates_total", "Rows already present (idempotent re-delivery).")
+        self.dead_letters = counter(
+            "dead_letters_total", "Inputs set aside in dead_letters, by stage and reason.",
+            ("stage", "reason"))
+        self.db_batch_rows = histogram(
+            "db_batch_rows", "Rows per database batch.", buckets=_BATCH_BUCKETS)
+        self.db_batch_seconds = histogram(
+            "db_batch_seconds", "Duration of one database batch (rows + cursors, one transaction).")
+        self.db_errors = counter(
+            "db_errors_total", "Database errors, by kind (transient or permanent).", ("kind",))
+        # Latency and lag
+        self.ingest_latency = histogram(
+            "ingest_latency_seconds", "Notification received to row committed.", ("source",))
+        self.block_to_commit = histogram(
+            "block_to_commit_seconds", "Block time to row committed.",
+            buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
+        self.chain_slot = gauge("chain_slot", "Newest slot the RPC node reports, by commitment.",
+                                ("commitment",))
+        self.indexed_slot = gauge("indexed_slot", "Newest slot whose transactions are committed.")
+        self.slot_lag = gauge("slot_lag", "chain_slot{confirmed} minus indexed_slot.")
+        # RPC
+        self.rpc_requests = counter(
+            "rpc_requests_total", "JSON-RPC requests, by method and outcome.", ("method", "outcome"))
+        self.rpc_latency = histogram(
+            "rpc_request_seconds", "JSON-RPC request latency, by method.", ("method",))
+        # Websocket
+        self.ws_connections = gauge("ws_connections", "Open PubSub websocket connections.")
+        self.ws_subscriptions = gauge("ws_subscriptions", "Active logsSubscribe subscriptions.")
+        self.ws_reconnects = counter("ws_reconnects_total", "PubSub websocket reconnects.")
+        self.watched_wallets = gauge("watched_wallets", "Agent wallets this replica watches.")
+        # Finality
+        self.pending_rows = gauge("pending_finality_rows", "Rows waiting for finality.")
+        self.finality_transitions = counter(
+            "finality_transitions_total", "Status changes made by the finality tracker.", ("to",))
+        # Rankings
+        self.rankings_seconds = histogram(
+            "rankings_refresh_seconds", "Duration of update_leaderboard_rankings().",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60))
+        self.rankings_last_success = gauge(
+            "rankings_last_success_timestamp_seconds", "Unix time of the last successful refresh.")
+        # Backfill
+        self.backfill_signatures = counter(
+            "backfill_signatures_total", "Signatures scanned by backfills.")
+        self.backfill_transactions = counter(
+            "backfill_transactions_total", "Transactions fetched and processed by backfills.")
+        self.backfill_wallets_remaining = gauge(
+            "backfill_wallets_remaining", "Wallets a running backfill has still to finish.")

@@ -1,0 +1,277 @@
+"""The sink: decoded rows, cursor advances and dead letters, committed in ONE transaction.
+
+Idempotent by construction: rows are keyed (transaction_signature, agent_id) and
+inserted with ON CONFLICT DO NOTHING, so re-delivery (a reconnect's gap-fill, a
+backfill running beside the daemon, a restart after SIGKILL) writes nothing twice.
+Statuses are never written backwards here: a row is inserted as the decoder saw it
+(pending or failed) and only the finality tracker moves it on. Cursors only move
+forward (by slot). Counterparty wallets are upserted into ``users`` first, in their own
+statement, so the row insert's snapshot sees users a concurrent writer just added.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
+
+from indexer.db.connection import translate
+from indexer.errors import is_transient
+
+log = structlog.get_logger(__name__)
+
+
+class RowLike(Protocol):
+    """What the sink needs of a decoded row (``indexer.decode.TransferRow``)."""
+
+    @property
+    def signature(self) -> str: ...
+    @property
+    def agent_wallet(self) -> str: ...
+    @property
+    def counterparty_wallet(self) -> str | None: ...
+    @property
+    def transaction_type(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def mint(self) -> str | None: ...
+    @property
+    def decimals(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def task_id(self) -> UUID | None: ...
+    @property
+    def refund_of(self) -> str | None: ...
+    @property
+    def slot(self) -> int: ...
+    @property
+    def block_time(self) -> int | None: ...
+    def to_json_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CursorAdvance:
+    """Every signature of ``wallet`` up to and including ``signature`` is processed."""
+
+    wallet: str
+    signature: str
+    slot: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Input set aside with the reason it could not be processed."""
+
+    stage: str
+    reason: str
+    error: str
+    signature: str | None = None
+    wallet: str | None = None
+    payload: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    rows: tuple[RowLike, ...] = ()
+    cursors: tuple[CursorAdvance, ...] = ()
+    dead_letters: tuple[DeadLetter, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.cursors) + len(self.dead_letters)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: Counter[tuple[str, str]] = field(default_factory=Counter)
+    duplicates: int = 0
+    without_agent: int = 0
+    dead_letters: int = 0
+    cursors: int = 0
+
+    @property
+    def inserted_total(self) -> int:
+        return sum(self.inserted.values())
+
+
+_UPSERT_USERS = """
+INSERT INTO users (wallet_address)
+SELECT DISTINCT w FROM unnest(%(wallets)s::text[]) AS w
+ON CONFLICT (wallet_address) DO NOTHING
+"""
+
+_INSERT_ROWS = """
+WITH v AS (
+    SELECT * FROM unnest(
+        %(signature)s::text[], %(agent)s::text[], %(counterparty)s::text[], %(type)s::text[],
+        %(amount)s::numeric[], %(mint)s::text[], %(decimals)s::int2[], %(status)s::text[],
+        %(task)s::uuid[], %(refund_of)s::text[], %(slot)s::int8[], %(created)s::timestamp[],
+        %(metadata)s::jsonb[]
+    ) AS v(signature, agent, counterparty, type, amount, mint, decimals, status,
+           task, refund_of, slot, created, metadata)
+), matched AS (
+    SELECT v.*, a.id AS agent_id FROM v JOIN agents a ON a.wallet_address = v.agent
+), ins AS (
+    INSERT INTO transactions (
+        transaction_signature, agent_id, user_id, amount, transaction_type, status,
+        created_at, slot, task_id, mint, decimals, refund_of, metadata)
+    SELECT m.signature, m.agent_id, u.id, m.amount, m.type, m.status,
+           COALESCE(m.created, timezone('utc', now())), m.slot, t.id, m.mint,
+           m.decimals, m.refund_of, m.metadata
+    FROM matched m
+    LEFT JOIN users u ON u.wallet_address = m.counterparty
+    LEFT JOIN tasks t ON t.id = m.task
+    ON CONFLICT (transaction_signature, agent_id) DO NOTHING
+    RETURNING transaction_type, status
+)
+SELECT '', '', count(*) FROM matched
+UNION ALL
+SELECT transaction_type, status, count(*) FROM ins GROUP BY 1, 2
+"""
+
+_ADVANCE_CURSORS = """
+INSERT INTO indexer_cursors AS c (wallet_address, signature, slot)
+SELECT * FROM unnest(%(wallet)s::text[], %(signature)s::text[], %(slot)s::int8[])
+ON CONFLICT (wallet_address) DO UPDATE
+    SET signature = excluded.signature, slot = excluded.slot, updated_at = now()
+    WHERE c.slot IS NULL OR excluded.slot >= c.slot
+"""
+
+_INSERT_DEAD_LETTERS = """
+INSERT INTO dead_letters (stage, reason, error, signature, wallet_address, payload)
+SELECT * FROM unnest(%(stage)s::text[], %(reason)s::text[], %(error)s::text[],
+                     %(signature)s::text[], %(wallet)s::text[], %(payload)s::text[])
+"""
+
+
+def _block_timestamp(block_time: int | None) -> datetime | None:
+    if block_time is None:
+        return None
+    return datetime.fromtimestamp(block_time, UTC).replace(tzinfo=None)
+
+
+def _newest_per_wallet(cursors: Iterable[CursorAdvance]) -> list[CursorAdvance]:
+    newest: dict[str, CursorAdvance] = {}
+    for cursor in cursors:
+        current = newest.get(cursor.wallet)
+        if current is None or cursor.slot >= current.slot:
+            newest[cursor.wallet] = cursor
+    return list(newest.values())
+
+
+def row_params(rows: Sequence[RowLike]) -> dict[str, list[Any]]:
+    """Column arrays for the unnest insert (pure: testable without a database)."""
+    return {
+        "signature": [r.signature for r in rows],
+        "agent": [r.agent_wallet for r in rows],
+        "counterparty": [r.counterparty_wallet for r in rows],
+        "type": [r.transaction_type for r in rows],
+        "amount": [r.amount for r in rows],
+        "mint": [r.mint for r in rows],
+        "decimals": [r.decimals for r in rows],
+        "status": [r.status for r in rows],
+        "task": [r.task_id for r in rows],
+        "refund_of": [r.refund_of for r in rows],
+        "slot": [r.slot for r in rows],
+        "created": [_block_timestamp(r.block_time) for r in rows],
+        "metadata": [orjson.dumps(r.to_json_dict()).decode() for r in rows],
+    }
+
+
+async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+    """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated."""
+    try:
+        async with conn.transaction():
+            return await _write(conn, batch)
+    except psycopg.Error as exc:
+        raise translate(exc) from exc
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+    inserted: Counter[tuple[str, str]] = Counter()
+    matched = 0
+    async with conn.cursor() as cur:
+        if batch.rows:
+            wallets = sorted({r.counterparty_wallet for r in batch.rows if r.counterparty_wallet})
+            if wallets:
+                await cur.execute(_UPSERT_USERS, {"wallets": wallets})
+            await cur.execute(_INSERT_ROWS, row_params(batch.rows))
+            for type_, status, count in await cur.fetchall():
+                if type_ == "":
+                    matched = int(count)
+                else:
+                    inserted[(type_, status)] += int(count)
+        if batch.dead_letters:
+            letters = batch.dead_letters
+            await cur.execute(_INSERT_DEAD_LETTERS, {
+                "stage": [d.stage for d in letters], "reason": [d.reason for d in letters],
+                "error": [d.error for d in letters], "signature": [d.signature for d in letters],
+                "wallet": [d.wallet for d in letters], "payload": [d.payload for d in letters],
+            })
+        cursors = _newest_per_wallet(batch.cursors)
+        if cursors:
+            await cur.execute(_ADVANCE_CURSORS, {
+                "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
+                "slot": [c.slot for c in cursors],
+            })
+    total = sum(inserted.values())
+    return WriteResult(
+        inserted=inserted,
+        duplicates=matched - total,
+        without_agent=len(batch.rows) - matched,
+        dead_letters=len(batch.dead_letters),
+        cursors=len(cursors),
+    )
+
+
+class PostgresWriter:
+    """Writes batches through a connection pool, retrying while the database is away.
+
+    A transient failure (connection lost, server restarting, deadlock) is retried with
+    exponential backoff and jitter until ``give_up_after`` seconds (None: forever), so a
+    database outage stalls the pipeline -- back-pressure -- instead of dropping work.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool[Any], *, give_up_after: float | None = None,
+                 max_backoff: float = 5.0) -> None:
+        self.pool = pool
+        self.give_up_after = give_up_after
+        self.max_backoff = max_backoff
+
+    async def __call__(self, batch: Batch) -> WriteResult:
+        stop = stop_after_delay(self.give_up_after) if self.give_up_after is not None else stop_never
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_transient),
+            wait=wait_random_exponential(multiplier=0.1, max=self.max_backoff),
+            stop=stop,
+            reraise=True,
+            before_sleep=_log_retry,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.pool.connection() as conn:
+                    return await write_batch(conn, batch)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("db_write_retry", attempt=state.attempt_number, error=str(exc))
