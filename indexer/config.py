@@ -26,7 +26,17 @@ ENV_NAMES: Mapping[str, str] = {
     "commitment": "AMOCA_COMMITMENT",
     "metrics_port": "AMOCA_METRICS_PORT",
     "data_dir": "AMOCA_DATA_DIR",
+    "shard": "AMOCA_SHARD",
+    "max_subscriptions_per_connection": "AMOCA_MAX_SUBSCRIPTIONS_PER_CONNECTION",
+    "reconcile_interval": "AMOCA_RECONCILE_INTERVAL",
+    "finality_interval": "AMOCA_FINALITY_INTERVAL",
+    "rankings_interval": "AMOCA_RANKINGS_INTERVAL",
+    "rpc_requests_per_second": "AMOCA_RPC_REQUESTS_PER_SECOND",
 }
+_INT_FIELDS = frozenset({"max_subscriptions_per_connection", "gapfill_concurrency", "fetch_workers",
+                         "rpc_max_concurrency", "readiness_max_slot_lag"})
+_FLOAT_FIELDS = frozenset({"subscribe_rate", "reconcile_interval", "finality_interval",
+                           "rankings_interval", "rpc_requests_per_second", "shutdown_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,19 @@ class Settings:
     commitment: str = "confirmed"
     metrics_port: int = 9108
     data_dir: Path = field(default_factory=lambda: Path(".amoca"))
+    # Daemon tuning (config/*.toml or AMOCA_<NAME> in upper case).
+    shard: str = "0/1"
+    max_subscriptions_per_connection: int = 1000
+    subscribe_rate: float = 500.0
+    reconcile_interval: float = 60.0
+    finality_interval: float = 2.0
+    rankings_interval: float = 60.0
+    gapfill_concurrency: int = 8
+    fetch_workers: int = 4
+    rpc_max_concurrency: int = 16
+    rpc_requests_per_second: float = 0.0  # 0 = unlimited
+    readiness_max_slot_lag: int = 150
+    shutdown_timeout: float = 8.0
 
     @property
     def effective_ws_url(self) -> str:
@@ -97,6 +120,20 @@ def _coerce(name: str, value: Any) -> Any:
         return port
     if name == "data_dir":
         return Path(value)
+    if name in _INT_FIELDS or name in _FLOAT_FIELDS:
+        kind = int if name in _INT_FIELDS else float
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{name} must not be negative, got {number}")
+        return number
+    if name == "shard":
+        from indexer.registry import Shard
+
+        Shard.parse(str(value))  # validates
+        return str(value)
     if name in ("database_url", "ws_url"):
         return str(value) if value not in (None, "") else None
     return value
