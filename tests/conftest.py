@@ -19,13 +19,7 @@ from psycopg import conninfo, sql
 
 from indexer.db import embedded, migrations
 from indexer.db.connection import connect
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shared_dir() -> Path:
-    """`../shared` beside the repository (or AMOCA_SHARED_DIR)."""
-    return Path(os.environ.get("AMOCA_SHARED_DIR") or REPO_ROOT.parent / "shared")
+from tests.support.paths import shared_dir
 
 
 def _with_database(url: str, name: str) -> str:
