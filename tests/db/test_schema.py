@@ -264,7 +264,8 @@ def test_a_batch_insert_costs_one_stats_update_per_agent(conn: psycopg.Connectio
         conn.execute(
             "INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
             " transaction_type, status)"
-            " SELECT %s, (ARRAY[%s, %s]::uuid[])[1 + g %% 2], 'Sig' || translate(g::text, '0', 'z') || repeat('x', 60),"
+            " SELECT %s, (ARRAY[%s, %s]::uuid[])[1 + g %% 2],"
+            " 'Sig' || translate(g::text, '0', 'z') || repeat('x', 60),"
             " 0.001, 'payment', 'confirmed' FROM generate_series(1, 1000) g",
             (user, *agents))
         updates = conn.execute(
