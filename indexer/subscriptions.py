@@ -31,10 +31,10 @@ log = structlog.get_logger(__name__)
 
 
 class LogsNotification(Protocol):
-    subscription: int
-    slot: int
-    signature: str
-    err: Any
+    @property
+    def subscription(self) -> int: ...
+    @property
+    def signature(self) -> str: ...
 
 
 class PubSub(Protocol):

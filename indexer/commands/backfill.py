@@ -1,0 +1,193 @@
+"""`amoca-indexer backfill`: index wallets' history from getSignaturesForAddress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from typing import Any
+
+import click
+import orjson
+from prometheus_client import CollectorRegistry
+from solders.pubkey import Pubkey
+
+from indexer.backfill import Range, WalletProgress, backfill_wallet, parse_bound
+from indexer.commands import database_option, settings
+from indexer.commands.run import ensure_schema
+from indexer.config import Settings, redact_url
+from indexer.db.connection import connect
+from indexer.db.connection import database_url as resolve_database_url
+from indexer.errors import ConfigError, IndexerError
+from indexer.metrics import Metrics
+from indexer.registry import Shard
+from indexer.sink import Batch, PostgresWriter, WriteResult
+
+
+def _check_wallets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    for value in values:
+        try:
+            Pubkey.from_string(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a base58 wallet address", ctx, param) from None
+    return values
+
+
+def _agent_wallets(url: str, wanted: tuple[str, ...], all_agents: bool, shard: Shard) -> list[str]:
+    with connect(url) as conn:
+        known = {w for (w,) in conn.execute("SELECT wallet_address FROM agents").fetchall()}
+    if all_agents:
+        return sorted(w for w in known if shard.owns(w))
+    unknown = [w for w in wanted if w not in known]
+    if unknown:
+        raise click.UsageError(f"not an agent wallet in this database: {', '.join(unknown)}")
+    return list(dict.fromkeys(wanted))
+
+
+async def _dry_writer(batch: Batch) -> WriteResult:
+    return WriteResult(inserted=Counter((r.transaction_type, r.status) for r in batch.rows),
+                       dead_letters=len(batch.dead_letters))
+
+
+def _counter_values(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:
+    values: dict[tuple[str, ...], float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                values[tuple(sample.labels.values())] = sample.value
+    return values
+
+
+async def _run(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
+               batch_size: int, dry_run: bool, show_progress: bool) -> dict[str, Any]:
+    from psycopg_pool import AsyncConnectionPool
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from indexer.pipeline import Pipeline
+    from indexer.rpc import RpcClient
+
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    watched = frozenset(wallets)
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, min_size=1, max_size=concurrency + 2,
+                                                         open=False, kwargs={"autocommit": True})
+    await pool.open(wait=True, timeout=30)
+    started = time.monotonic()
+    failures: dict[str, str] = {}
+    done: list[WalletProgress] = []
+    rate = config.rpc_requests_per_second or None
+    try:
+        async with RpcClient(config.rpc_urls, max_concurrency=max(4, concurrency * 2),
+                             requests_per_second=rate, metrics=metrics,
+                             batch_size=batch_size) as rpc:
+            try:
+                await rpc.get_slot("confirmed")
+            except IndexerError as exc:
+                raise IndexerError(f"cannot reach the RPC endpoint(s) "
+                                   f"{', '.join(redact_url(u) for u in config.rpc_urls)}: {exc}") from None
+            pipeline = Pipeline(source=rpc, writer=_dry_writer if dry_run else PostgresWriter(pool),
+                                watched=lambda: watched, metrics=metrics,
+                                fetch_workers=max(2, concurrency), fetch_batch=batch_size)
+            runner = asyncio.create_task(pipeline.run())
+            gate = asyncio.Semaphore(concurrency)
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[scanned]} scanned"), TimeElapsedColumn(),
+                          disable=not show_progress, transient=False) as bar:
+                overall = bar.add_task("all wallets", total=len(wallets), scanned=0)
+                scanned: dict[str, int] = {}
+
+                async def one(wallet: str) -> None:
+                    async with gate:
+                        task = bar.add_task(wallet[:8] + "…", total=None, scanned=0)
+
+                        def on_page(progress: WalletProgress) -> None:
+                            scanned[wallet] = progress.scanned
+                            bar.update(task, scanned=progress.scanned, completed=progress.submitted)
+                            bar.update(overall, scanned=sum(scanned.values()))
+
+                        try:
+                            done.append(await backfill_wallet(
+                                wallet, window, rpc=rpc, pipeline=pipeline,
+                                pool=None if dry_run else pool, on_page=on_page))
+                        except IndexerError as exc:
+                            failures[wallet] = str(exc)
+                        finally:
+                            bar.remove_task(task)
+                            bar.advance(overall)
+
+                await asyncio.gather(*(one(w) for w in wallets))
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+    finally:
+        await pool.close()
+    elapsed = time.monotonic() - started
+    written = _counter_values(registry, "amoca_indexer_transactions_written_total")
+    letters = _counter_values(registry, "amoca_indexer_dead_letters_total")
+    duplicates = _counter_values(registry, "amoca_indexer_duplicates_total")
+    processed = sum(p.submitted for p in done)
+    return {
+        "dry_run": dry_run,
+        "wallets": len(wallets),
+        "wallets_failed": failures,
+        "signatures_scanned": sum(p.scanned for p in done),
+        "transactions_processed": processed,
+        "rows_written_by_type_status": {f"{t}/{s}": int(v) for (t, s), v in sorted(written.items())},
+        "duplicates": int(sum(duplicates.values())),
+        "dead_letters": {f"{s}/{r}": int(v) for (s, r), v in sorted(letters.items())},
+        "seconds": round(elapsed, 3),
+        "transactions_per_second": round(processed / elapsed, 1) if elapsed else None,
+    }
+
+
+@click.command("backfill")
+@database_option
+@click.option("--wallet", "wallets", multiple=True, callback=_check_wallets, metavar="W",
+              help="Agent wallet to backfill; repeat for several.")
+@click.option("--all", "all_agents", is_flag=True, help="Every agent wallet (of --shard).")
+@click.option("--shard", default=None, metavar="i/N", help="With --all: only this shard's wallets.")
+@click.option("--since", default=None, help="Oldest: a slot, a signature (exclusive) or a date/time.")
+@click.option("--until", default=None, help="Newest: a slot, a signature (exclusive) or a date/time.")
+@click.option("--concurrency", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Wallets backfilled at once.")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 1000),
+              help="getTransaction calls per JSON-RPC batch.")
+@click.option("--rpc-url", "rpc_urls", multiple=True, metavar="URL", help="HTTP JSON-RPC endpoint.")
+@click.option("--dry-run", is_flag=True, help="Decode and report; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
+def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool, shard: str | None,
+            since: str | None, until: str | None, concurrency: int, batch_size: int,
+            rpc_urls: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+    """Index wallets' history: resumable, idempotent, safe beside the daemon."""
+    if bool(wallets) == all_agents:
+        raise click.UsageError("give either --wallet W (one or more) or --all")
+    if shard and not all_agents:
+        raise click.UsageError("--shard goes with --all")
+    try:
+        window = Range(parse_bound(since) if since else None, parse_bound(until) if until else None)
+        window.check()
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    config = settings(database_url=database_url, rpc_urls=list(rpc_urls) or None)
+    url = resolve_database_url(config, announce=not as_json)
+    ensure_schema(url, config, migrate=False)
+    targets = _agent_wallets(url, wallets, all_agents, Shard.parse(shard or "0/1"))
+    summary = asyncio.run(_run(config, url, targets, window, concurrency=concurrency,
+                               batch_size=batch_size, dry_run=dry_run,
+                               show_progress=not as_json))
+    if as_json:
+        click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="backfill summary" + (" (dry run: nothing written)" if dry_run else ""),
+                      show_header=False)
+        for key, value in summary.items():
+            text = (", ".join(f"{k}={v}" for k, v in value.items()) or "none") \
+                if isinstance(value, dict) else str(value)
+            table.add_row(key.replace("_", " "), text)
+        Console().print(table)
+    if summary["wallets_failed"] or summary["dead_letters"]:
+        raise SystemExit(1)

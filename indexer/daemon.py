@@ -1,0 +1,302 @@
+"""The daemon: every stage of the pipeline wired together, started and stopped in order.
+
+    registry (LISTEN) ─▶ subscriptions (websockets) ─sig─▶ pipeline ─▶ Postgres
+                          └─ on (re)subscribe ─▶ gap-fill queue ─┘
+    reconciliation timer ─▶ gap-fill queue       finality loop, rankings loop,
+    slot poller (lag)                             ops endpoint (/metrics /healthz /readyz)
+
+Replicas: the daemon first takes its shard's advisory lock (on a connection kept for
+it), so a second replica of the same shard waits as a standby and takes over when the
+active one's connection dies. Shutdown (SIGTERM/SIGINT): stop intake (subscriptions,
+registry, timers), let the pipeline commit what it holds within ``shutdown_timeout``,
+cancel the rest, close the pools. Anything not committed by then is not lost: the
+cursors did not pass it, and the next start's gap-fill fetches it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import structlog
+from prometheus_client import CollectorRegistry
+from psycopg_pool import AsyncConnectionPool
+
+from indexer import finality
+from indexer.config import Settings, redact_url
+from indexer.db.connection import translate
+from indexer.errors import DatabaseUnavailable
+from indexer.gapfill import GapFiller
+from indexer.metrics import Metrics
+from indexer.ops import start_ops_server
+from indexer.pipeline import Pipeline, WorkUnit
+from indexer.rankings import run_scheduler
+from indexer.registry import Shard, WalletRegistry
+from indexer.rpc import PubSubConnection, RpcClient
+from indexer.sink import PostgresWriter
+from indexer.subscriptions import SubscriptionManager
+
+log = structlog.get_logger(__name__)
+
+
+def shard_lock_key(shard: Shard) -> int:
+    digest = hashlib.sha256(f"amoca-indexer:shard:{shard}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, database_url: str, *,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.registry = registry or CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        self.shard = Shard.parse(settings.shard)
+        self.stopping = asyncio.Event()
+        self.active = asyncio.Event()
+        self.ops_port: int | None = None
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await psycopg.AsyncConnection.connect(self.database_url, autocommit=True,
+                                                         connect_timeout=10)
+        except psycopg.Error as exc:
+            raise translate(exc) from None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Until SIGTERM/SIGINT (or ``stopping`` is set)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stopping.set)
+        log.info("daemon_starting", shard=str(self.shard),
+                 rpc=[redact_url(u) for u in self.settings.rpc_urls],
+                 ws=redact_url(self.settings.effective_ws_url))
+        self.ready_checks: dict[str, Callable[[], Awaitable[tuple[bool, str]]]] = {}
+        ops = await start_ops_server(self.registry, {"daemon": self._ready},
+                                     port=self.settings.metrics_port)
+        self.ops_port = ops.port
+        log.info("ops_listening", port=ops.port)
+        try:
+            while not self.stopping.is_set():
+                lock_conn = await self._acquire_shard_lock()
+                if lock_conn is None:
+                    break
+                try:
+                    await self._run_active(lock_conn)
+                finally:
+                    self.active.clear()
+                    with contextlib.suppress(Exception):
+                        await lock_conn.close()
+        finally:
+            await ops.close()
+            log.info("daemon_stopped")
+
+    async def _acquire_shard_lock(self) -> psycopg.AsyncConnection[Any] | None:
+        key = shard_lock_key(self.shard)
+        waiting_logged = False
+        while not self.stopping.is_set():
+            try:
+                conn = await self._connect()
+                cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+                row = await cur.fetchone()
+                if row and row[0]:
+                    log.info("shard_lock_acquired", shard=str(self.shard))
+                    return conn
+                await conn.close()
+                if not waiting_logged:
+                    log.info("standby_waiting_for_shard", shard=str(self.shard))
+                    waiting_logged = True
+            except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
+                log.warning("shard_lock_unavailable", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+        return None
+
+    async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any]) -> None:
+        settings = self.settings
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.database_url, min_size=1, max_size=max(4, settings.gapfill_concurrency),
+            open=False, kwargs={"autocommit": True}, name="amoca-indexer")
+        await pool.open(wait=False)
+        rate = settings.rpc_requests_per_second or None
+        async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,
+                             requests_per_second=rate, metrics=self.metrics,
+                             commitment=settings.commitment, give_up_after=30.0) as rpc:
+            subs: SubscriptionManager | None = None
+
+            def watched() -> frozenset[str]:
+                return subs.wallets if subs is not None else frozenset()
+
+            pipeline = Pipeline(source=rpc, writer=PostgresWriter(pool), watched=watched,
+                                metrics=self.metrics, task_lookup=self._task_lookup(pool),
+                                fetch_workers=settings.fetch_workers)
+            filler = GapFiller(rpc=rpc, pipeline=pipeline, pool=pool)
+            fill_queue: asyncio.Queue[str] = asyncio.Queue()
+            queued: set[str] = set()
+
+            def request_fill(wallets: frozenset[str]) -> None:
+                for wallet in wallets:
+                    if wallet not in queued:
+                        queued.add(wallet)
+                        fill_queue.put_nowait(wallet)
+
+            def on_signature(wallet: str, signature: str, received: float) -> None:
+                pipeline.submit(WorkUnit((signature,), "live", received_at=received))
+
+            subs = SubscriptionManager(
+                lambda: PubSubConnection.connect(settings.effective_ws_url),
+                on_signature=on_signature, on_subscribed=request_fill, metrics=self.metrics,
+                commitment=settings.commitment,
+                max_per_connection=settings.max_subscriptions_per_connection,
+                subscribe_rate=settings.subscribe_rate)
+            wallet_registry = WalletRegistry(self._connect, self.shard)
+            self.pipeline, self.subs = pipeline, subs
+            self.chain_slot = 0
+            self.indexed_slot = 0
+            self.slot_lag = 0
+            self.active.set()
+
+            async def registry_loop() -> None:
+                async for change in wallet_registry.changes():
+                    subs.remove(change.removed)
+                    subs.add(change.added)
+
+            async def fill_worker() -> None:
+                while True:
+                    wallet = await fill_queue.get()
+                    queued.discard(wallet)
+                    if wallet not in subs.wallets:
+                        continue
+                    try:
+                        await filler.fill(wallet)
+                    except Exception as exc:  # retried by the next reconciliation
+                        log.warning("gapfill_failed", wallet=wallet, error=str(exc))
+
+            async def reconcile_loop() -> None:
+                while True:
+                    await asyncio.sleep(settings.reconcile_interval)
+                    request_fill(subs.wallets)
+
+            async def slot_loop() -> None:
+                while True:
+                    with contextlib.suppress(Exception):
+                        slot = await rpc.get_slot("confirmed")
+                        self.chain_slot = slot
+                        self.metrics.chain_slot.labels("confirmed").set(slot)
+                        # Caught up = nothing queued anywhere while every socket is live: the
+                        # chain's present is then indexed.
+                        if pipeline.backlog == 0 and fill_queue.empty() and subs.connected:
+                            self.indexed_slot = slot
+                            self.metrics.indexed_slot.set(slot)
+                        self.slot_lag = max(0, slot - self.indexed_slot)
+                        self.metrics.slot_lag.set(self.slot_lag)
+                    await asyncio.sleep(1.0)
+
+            async def finality_loop() -> None:
+                while True:
+                    try:
+                        await self._finality_pass(pool, rpc)
+                    except Exception as exc:
+                        log.warning("finality_pass_failed", error=str(exc))
+                    await asyncio.sleep(settings.finality_interval)
+
+            async def lock_watch() -> None:
+                while True:
+                    await asyncio.sleep(2.0)
+                    await lock_conn.execute("SELECT 1")  # raises when the lock is lost
+
+            intake: list[asyncio.Task[Any]] = []
+            workers: list[asyncio.Task[Any]] = []
+            try:
+                workers.append(asyncio.create_task(pipeline.run(), name="pipeline"))
+                intake += [
+                    asyncio.create_task(subs.run(), name="subscriptions"),
+                    asyncio.create_task(registry_loop(), name="registry"),
+                    asyncio.create_task(reconcile_loop(), name="reconcile"),
+                    asyncio.create_task(slot_loop(), name="slots"),
+                    asyncio.create_task(finality_loop(), name="finality"),
+                    asyncio.create_task(run_scheduler(self._connect, self.metrics,
+                                                      interval=settings.rankings_interval),
+                                        name="rankings"),
+                    *(asyncio.create_task(fill_worker(), name=f"gapfill-{i}")
+                      for i in range(settings.gapfill_concurrency)),
+                ]
+                watch = asyncio.create_task(lock_watch(), name="shard-lock")
+                stop = asyncio.create_task(self.stopping.wait())
+                done, _ = await asyncio.wait({stop, watch, *intake, *workers},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stop and not task.cancelled() and task.exception():
+                        log.error("daemon_task_failed", task=task.get_name(),
+                                  error=repr(task.exception()))
+                watch.cancel()
+                stop.cancel()
+            finally:
+                # Shutdown order: stop intake, drain the pipeline within the deadline,
+                # then cancel the rest and close the pools.
+                for task in intake:
+                    task.cancel()
+                await asyncio.gather(*intake, return_exceptions=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pipeline.wait_idle(), settings.shutdown_timeout)
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                await pool.close()
+
+    def _task_lookup(self, pool: AsyncConnectionPool[Any]
+                     ) -> Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]:
+        async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id"
+                    " WHERE t.id = ANY(%s)", (list(task_ids),))
+                return dict(await cur.fetchall())
+        return lookup
+
+    async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient) -> None:
+        async with pool.connection() as conn:
+            rows = await finality.pending_rows(conn, limit=1000)
+        if rows:
+            statuses = await rpc.get_signature_statuses([r.signature for r in rows])
+            finalized_slot = await rpc.get_slot("finalized")
+            chain = {
+                r.signature: (finality.ChainStatus(int(s.slot), s.err, s.confirmation_status)
+                              if s is not None else None)
+                for r, s in zip(rows, statuses, strict=True)
+            }
+            decisions = finality.decide(rows, chain, finalized_slot)
+            async with pool.connection() as conn:
+                confirmed, failed = await finality.apply(conn, decisions)
+            if confirmed:
+                self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
+            if failed:
+                self.metrics.finality_transitions.labels("failed").inc(failed)
+        async with pool.connection() as conn:
+            self.metrics.pending_rows.set(await finality.count_pending(conn))
+
+    async def _ready(self) -> tuple[bool, str]:
+        if not self.active.is_set():
+            return False, "stopping" if self.stopping.is_set() else "standby: waiting for the shard lock"
+        problems = []
+        try:
+            conn = await asyncio.wait_for(self._connect(), timeout=2.0)
+            await conn.close()
+        except Exception as exc:
+            problems.append(f"database: {exc}")
+        if self.subs.wallets and not self.subs.connected:
+            problems.append("websocket: not connected")
+        lag = self.slot_lag
+        if lag > self.settings.readiness_max_slot_lag:
+            problems.append(f"slot lag {lag} > {self.settings.readiness_max_slot_lag}")
+        return (not problems, "; ".join(problems) or
+                f"watching {len(self.subs.wallets)} wallets, lag {lag} slots, at {time.time():.0f}")

@@ -1,0 +1,332 @@
+"""The ingest pipeline: signatures in, committed rows out.
+
+    WorkUnit ──▶ fetch workers ──▶ decode (pure) ──▶ writer ──▶ one DB transaction
+    (signatures,  (JSON-RPC batches   (+ task check)    (coalesces     (rows, dead letters,
+     cursor?)      of getTransaction)                    units)          cursor advances)
+
+A unit is the grain of the no-loss contract: its rows, its dead letters and its cursor
+advance (when it carries one) commit in the same transaction, so a cursor never passes a
+signature whose row is not committed. Live notifications are units without a cursor;
+gap-fill and backfill chunks carry the cursor of their newest signature.
+
+Batching is natural rather than timed: each stage takes one item, then whatever else
+is already waiting, up to a bound. Live traffic therefore flows in batches of one or two
+(low latency) and a catch-up flows in large batches (high throughput).
+
+Signatures committed recently are remembered (a bounded LRU) so a live notification
+followed by the reconciliation poll does not fetch the same transaction twice. Only
+committed signatures are remembered: a signature merely in flight is fetched again
+rather than risk a cursor passing an uncommitted row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Container, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from uuid import UUID
+
+import orjson
+import structlog
+
+from indexer.decode import DecodedTransaction, decode_transaction
+from indexer.errors import DecodeError, IndexerError, TransientError
+from indexer.metrics import Metrics
+from indexer.sink import Batch, CursorAdvance, DeadLetter, WriteResult
+
+log = structlog.get_logger(__name__)
+
+
+class TransactionSource(Protocol):
+    async def get_transactions(self, signatures: Sequence[str]) -> Sequence[Any]:
+        """getTransaction results in order: a result object, None (unknown) or an exception."""
+        ...
+
+
+Writer = Callable[[Batch], Awaitable[WriteResult]]
+TaskLookup = Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkUnit:
+    signatures: tuple[str, ...]
+    source: str  # live | gapfill | backfill
+    cursor: CursorAdvance | None = None
+    received_at: float | None = None  # monotonic time a live notification arrived
+
+
+@dataclass(slots=True)
+class UnitResult:
+    rows: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    skipped_signatures: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    unit: WorkUnit
+    future: asyncio.Future[UnitResult]
+    attempts: int = 0
+
+
+@dataclass(slots=True)
+class _Decoded:
+    pending: _Pending
+    rows: list[Any] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    processed: list[str] = field(default_factory=list)
+
+
+class CommittedSignatures:
+    """A bounded LRU of signatures whose processing is committed."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, signature: object) -> bool:
+        return signature in self._items
+
+    def add_all(self, signatures: Sequence[str]) -> None:
+        for signature in signatures:
+            self._items[signature] = None
+            self._items.move_to_end(signature)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+
+class Pipeline:
+    """Fetch, decode and write work units; ``run()`` drives the workers."""
+
+    def __init__(
+        self,
+        *,
+        source: TransactionSource,
+        writer: Writer,
+        watched: Callable[[], Container[str]],
+        metrics: Metrics,
+        task_lookup: TaskLookup | None = None,
+        fetch_workers: int = 4,
+        fetch_batch: int = 100,
+        write_batch_rows: int = 2000,
+        not_found_retries: int = 5,
+        retry_delay: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.writer = writer
+        self.watched = watched
+        self.metrics = metrics
+        self.task_lookup = task_lookup
+        self.fetch_workers = fetch_workers
+        self.fetch_batch = fetch_batch
+        self.write_batch_rows = write_batch_rows
+        self.not_found_retries = not_found_retries
+        self.retry_delay = retry_delay
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.committed = CommittedSignatures()
+        self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
+        self._task_owners: dict[UUID, str | None] = {}
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # -- intake ---------------------------------------------------------------------------
+    def submit(self, unit: WorkUnit) -> asyncio.Future[UnitResult]:
+        future: asyncio.Future[UnitResult] = asyncio.get_running_loop().create_future()
+        self._in_flight += 1
+        self._idle.clear()
+        self._fetch_q.put_nowait(_Pending(unit, future))
+        return future
+
+    async def process(self, unit: WorkUnit) -> UnitResult:
+        return await self.submit(unit)
+
+    async def wait_idle(self) -> None:
+        """Until every submitted unit is committed or failed."""
+        await self._idle.wait()
+
+    @property
+    def backlog(self) -> int:
+        return self._in_flight
+
+    def _finish(self, pending: _Pending, result: UnitResult | BaseException) -> None:
+        if not pending.future.done():
+            if isinstance(result, BaseException):
+                pending.future.set_exception(result)
+            else:
+                pending.future.set_result(result)
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    # -- workers --------------------------------------------------------------------------
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            for index in range(self.fetch_workers):
+                group.create_task(self._fetch_loop(), name=f"fetch-{index}")
+            group.create_task(self._write_loop(), name="writer")
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            first = await self._fetch_q.get()
+            units = [first]
+            count = len(first.unit.signatures)
+            while count < self.fetch_batch and not self._fetch_q.empty():
+                nxt = self._fetch_q.get_nowait()
+                units.append(nxt)
+                count += len(nxt.unit.signatures)
+            try:
+                await self._fetch_and_decode(units)
+            except Exception as exc:  # a unit must never be left unresolved
+                log.exception("fetch_failed", error=str(exc))
+                for pending in units:
+                    self._finish(pending, exc)
+
+    async def _fetch_and_decode(self, units: list[_Pending]) -> None:
+        wanted = sorted({s for p in units for s in p.unit.signatures if s not in self.committed})
+        raws = await self.source.get_transactions(wanted) if wanted else []
+        by_signature = dict(zip(wanted, raws, strict=True))
+        decoded_by_sig: dict[str, DecodedTransaction] = {}
+        failures: dict[str, BaseException] = {}
+        letters: dict[str, DeadLetter] = {}
+        not_found: set[str] = set()
+        watched = self.watched()
+        for signature, raw in by_signature.items():
+            if isinstance(raw, Exception):
+                failures[signature] = raw
+            elif raw is None:
+                not_found.add(signature)
+            else:
+                try:
+                    decoded_by_sig[signature] = decode_transaction(raw, watched)
+                except DecodeError as exc:
+                    self.metrics.decode_errors.labels(exc.reason).inc()
+                    log.warning("decode_error", signature=signature, reason=exc.reason)
+                    letters[signature] = DeadLetter(
+                        stage="decode", reason=exc.reason, error=str(exc), signature=signature,
+                        payload=orjson.dumps(raw, default=str).decode())
+        if self.task_lookup is not None:
+            decoded_by_sig = await self._check_tasks(decoded_by_sig, by_signature, watched)
+        retry: list[_Pending] = []
+        for pending in units:
+            sigs = pending.unit.signatures
+            failed = [s for s in sigs if s in failures]
+            if failed:
+                # Transient trouble that outlived the RPC client's retries: the unit fails
+                # as a whole; its cursor does not move and a later pass fetches it again.
+                self._finish(pending, failures[failed[0]])
+                continue
+            missing = [s for s in sigs if s in not_found]
+            if missing and pending.attempts < self.not_found_retries:
+                pending.attempts += 1
+                retry.append(pending)
+                continue
+            item = _Decoded(pending)
+            for signature in sigs:
+                if signature in decoded_by_sig:
+                    self._account(decoded_by_sig[signature], item)
+                elif signature in letters:
+                    item.dead_letters.append(letters[signature])
+                elif signature in not_found:
+                    self.metrics.decode_errors.labels("transaction_not_found").inc()
+                    item.dead_letters.append(DeadLetter(
+                        stage="fetch", reason="transaction_not_found", signature=signature,
+                        error=f"getTransaction returned null {pending.attempts + 1} times"))
+                item.processed.append(signature)
+            self._write_q.put_nowait(item)
+        for pending in retry:
+            # A node behind its peers (load-balanced providers) may not have it yet.
+            delay = self.retry_delay * pending.attempts
+            asyncio.get_running_loop().call_later(delay, self._fetch_q.put_nowait, pending)
+
+    def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
+        for row in decoded.rows:
+            self.metrics.decoded.labels(row.transaction_type, row.status).inc()
+        if decoded.memo_rejection is not None:
+            self.metrics.memo_rejections.labels(decoded.memo_rejection.reason).inc()
+        for skipped in decoded.skipped:
+            self.metrics.skipped_legs.labels(getattr(skipped, "reason", "skipped")).inc()
+        conflicts = getattr(decoded, "conflicts", ())
+        if conflicts:
+            item.dead_letters.append(DeadLetter(
+                stage="decode", reason="multiple_rows_per_agent", signature=decoded.signature,
+                error=f"{len(conflicts)} agents with more than one row"))
+        item.rows.extend(decoded.rows)
+
+    async def _check_tasks(self, decoded: dict[str, DecodedTransaction], raws: dict[str, Any],
+                           watched: Container[str]) -> dict[str, DecodedTransaction]:
+        """Re-decode, with the task owner check, the transactions whose memo names a task."""
+        assert self.task_lookup is not None
+        task_ids = {row.task_id for d in decoded.values() for row in d.rows if row.task_id is not None}
+        if not task_ids:
+            return decoded
+        unknown = [t for t in task_ids if t not in self._task_owners]
+        if unknown:
+            found = await self.task_lookup(unknown)
+            for task_id in unknown:
+                self._task_owners[task_id] = found.get(task_id)
+        owners = self._task_owners
+        for signature, item in list(decoded.items()):
+            if any(row.task_id is not None for row in item.rows):
+                decoded[signature] = decode_transaction(
+                    raws[signature], watched, task_owner=owners.get)
+        return decoded
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._write_q.get()
+            items = [first]
+            rows = len(first.rows)
+            while rows < self.write_batch_rows and not self._write_q.empty():
+                nxt = self._write_q.get_nowait()
+                items.append(nxt)
+                rows += len(nxt.rows)
+            await self._write(items)
+
+    async def _write(self, items: list[_Decoded]) -> None:
+        batch = Batch(
+            rows=tuple(r for i in items for r in i.rows),
+            cursors=tuple(i.pending.unit.cursor for i in items if i.pending.unit.cursor is not None),
+            dead_letters=tuple(d for i in items for d in i.dead_letters),
+        )
+        started = self.clock()
+        try:
+            result = await self.writer(batch)
+        except IndexerError as exc:
+            kind = "transient" if isinstance(exc, TransientError) else "permanent"
+            self.metrics.db_errors.labels(kind).inc()
+            log.error("write_failed", error=str(exc), kind=kind, rows=len(batch.rows))
+            for item in items:
+                self._finish(item.pending, exc)
+            return
+        now = self.clock()
+        self.metrics.db_batch_rows.observe(len(batch.rows))
+        self.metrics.db_batch_seconds.observe(now - started)
+        for (type_, status), count in result.inserted.items():
+            self.metrics.written.labels(type_, status).inc(count)
+        self.metrics.duplicates.inc(result.duplicates)
+        for letter in batch.dead_letters:
+            self.metrics.dead_letters.labels(letter.stage, letter.reason).inc()
+        wall = self.wall_clock()
+        for row in batch.rows:
+            if row.block_time is not None:
+                self.metrics.block_to_commit.observe(max(0.0, wall - row.block_time))
+        for item in items:
+            unit = item.pending.unit
+            self.committed.add_all(item.processed)
+            if unit.received_at is not None:
+                self.metrics.ingest_latency.labels(unit.source).observe(now - unit.received_at)
+            self._finish(item.pending, UnitResult(
+                rows=len(item.rows), dead_letters=len(item.dead_letters),
+                skipped_signatures=len(unit.signatures) - len(item.processed)))
+        if batch.rows:
+            self.metrics.indexed_slot.set(max(row.slot for row in batch.rows))

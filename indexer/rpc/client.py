@@ -1,0 +1,246 @@
+"""The JSON-RPC client (aiohttp): batches, bounded concurrency, a request-rate limit,
+retries with one classifier, fail-over across endpoints, secrets redacted.
+
+Retry policy (tenacity, built once from ``indexer.errors.is_transient``): exponential
+backoff with full jitter, at least the provider's Retry-After, until ``give_up_after``
+seconds; then the last transient error is raised. On a transient failure the client
+moves to the next endpoint (round robin); a permanent error never fails over. Inside a
+batch, items answered with a transient error are retried alone; items answered with a
+permanent error come back as that exception, in place, so one bad signature never
+fails its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+from aiolimiter import AsyncLimiter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from indexer.config import redact_url
+from indexer.errors import IndexerError, RpcRateLimited, RpcUnavailable, TransientError, is_transient
+from indexer.metrics import Metrics
+from indexer.rpc import protocol
+from indexer.rpc.protocol import Request, SignatureInfo, SignatureStatus
+
+log = structlog.get_logger(__name__)
+_base_wait = wait_random_exponential(multiplier=0.1, max=5.0)
+
+
+def _wait(state: RetryCallState) -> float:
+    delay = float(_base_wait(state))
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, RpcRateLimited) and exc.retry_after:
+        delay = max(delay, exc.retry_after)
+    return delay
+
+
+class RpcClient:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        *,
+        session: aiohttp.ClientSession | None = None,
+        max_concurrency: int = 16,
+        requests_per_second: float | None = None,
+        timeout: float = 30.0,
+        give_up_after: float = 60.0,
+        batch_size: int = 100,
+        encoding: str = "base64",
+        commitment: str = "confirmed",
+        metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not urls:
+            raise ValueError("at least one RPC URL is needed")
+        self.urls = tuple(urls)
+        self._session = session
+        self._owns_session = session is None
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+        self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
+        self.timeout = timeout
+        self.give_up_after = give_up_after
+        self.batch_size = batch_size
+        self.encoding = encoding
+        self.commitment = commitment
+        self.metrics = metrics
+        self.sleep = sleep
+        self._current = 0
+        self._ids = itertools.count(1)
+        self.max_concurrency = max_concurrency
+
+    async def __aenter__(self) -> RpcClient:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency * 2),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                headers={"Content-Type": "application/json"},
+            )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- transport ------------------------------------------------------------------------
+    def _count(self, method: str, outcome: str, seconds: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.rpc_requests.labels(method, outcome).inc()
+            if seconds is not None:
+                self.metrics.rpc_latency.labels(method).observe(seconds)
+
+    async def _exchange(self, requests: Sequence[Request]) -> list[Any]:
+        """One HTTP POST to the current endpoint; results or exceptions, in order."""
+        assert self._session is not None, "use `async with RpcClient(...)`"
+        url = self.urls[self._current % len(self.urls)]
+        method = requests[0].method if len(requests) == 1 else f"batch:{requests[0].method}"
+        started = time.monotonic()
+        async with self._semaphore:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            try:
+                async with self._session.post(url, data=protocol.encode(requests)) as response:
+                    failure = protocol.classify_http(
+                        response.status, response.headers.get("Retry-After"), method)
+                    if failure is not None:
+                        raise failure
+                    body = await response.read()
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise RpcUnavailable(
+                    f"{method}: {type(exc).__name__} talking to {redact_url(url)}") from None
+        results = protocol.decode(body, requests)
+        elapsed = time.monotonic() - started
+        for request, result in zip(requests, results, strict=True):
+            outcome = "ok" if not isinstance(result, Exception) else type(result).__name__
+            self._count(request.method, outcome, elapsed)
+        return results
+
+    def _fail_over(self, exc: BaseException) -> None:
+        if len(self.urls) > 1:
+            failed = redact_url(self.urls[self._current % len(self.urls)])
+            self._current += 1
+            log.warning("rpc_failover", from_endpoint=failed,
+                        to_endpoint=redact_url(self.urls[self._current % len(self.urls)]),
+                        error=str(exc))
+
+    async def _call_batch(self, requests: Sequence[Request]) -> list[Any]:
+        """Results for ``requests``, transient failures retried (whole or per item)."""
+        results: list[Any] = [None] * len(requests)
+        pending = list(range(len(requests)))
+        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=_wait,
+                                 stop=stop_after_delay(self.give_up_after), sleep=self.sleep,
+                                 reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    answers = await self._exchange([requests[i] for i in pending])
+                except TransientError as exc:
+                    for request in (requests[i] for i in pending):
+                        self._count(request.method, type(exc).__name__)
+                    self._fail_over(exc)
+                    log.info("rpc_retry", method=requests[pending[0]].method, error=str(exc),
+                             attempt=attempt.retry_state.attempt_number)
+                    raise
+                still: list[int] = []
+                for index, answer in zip(pending, answers, strict=True):
+                    results[index] = answer
+                    if isinstance(answer, TransientError):
+                        still.append(index)
+                pending = still
+                if pending:
+                    raise results[pending[0]]
+        return results
+
+    async def call(self, method: str, params: list[Any]) -> Any:
+        (result,) = await self._call_batch([Request(method, params, next(self._ids))])
+        if isinstance(result, IndexerError):
+            raise result
+        return result
+
+    async def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """Results or exceptions, in order; chunks of ``batch_size`` run concurrently."""
+        requests = [Request(method, params, next(self._ids)) for method, params in calls]
+        chunks = [requests[i:i + self.batch_size] for i in range(0, len(requests), self.batch_size)]
+
+        async def run(chunk: list[Request]) -> list[Any]:
+            try:
+                return await self._call_batch(chunk)
+            except IndexerError as exc:
+                return [exc] * len(chunk)
+
+        answers = await asyncio.gather(*(run(chunk) for chunk in chunks))
+        return [result for chunk in answers for result in chunk]
+
+    # -- methods --------------------------------------------------------------------------
+    def _tx_params(self, signature: str, encoding: str | None, commitment: str | None) -> list[Any]:
+        return [signature, {"encoding": encoding or self.encoding,
+                            "commitment": commitment or self.commitment,
+                            "maxSupportedTransactionVersion": 0}]
+
+    async def get_transaction(self, signature: str, *, encoding: str | None = None,
+                              commitment: str | None = None) -> dict[str, Any] | None:
+        result = await self.call("getTransaction", self._tx_params(signature, encoding, commitment))
+        return result if isinstance(result, dict) else None
+
+    async def get_transactions(self, signatures: Sequence[str], *, encoding: str | None = None,
+                               commitment: str | None = None) -> list[dict[str, Any] | Exception | None]:
+        """getTransaction results in order: a result object, None (unknown) or an exception."""
+        answers = await self.batch([("getTransaction", self._tx_params(s, encoding, commitment))
+                                    for s in signatures])
+        return [a if isinstance(a, dict | Exception) or a is None
+                else RpcUnavailable("getTransaction: result is not an object") for a in answers]
+
+    async def get_signatures_for_address(
+        self, address: str, *, before: str | None = None, until: str | None = None,
+        limit: int = 1000, commitment: str | None = None,
+    ) -> list[SignatureInfo]:
+        config: dict[str, Any] = {"limit": limit, "commitment": commitment or self.commitment}
+        if before:
+            config["before"] = before
+        if until:
+            config["until"] = until
+        return protocol.parse_signature_infos(
+            await self.call("getSignaturesForAddress", [address, config]))
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None, limit: int = 1000
+                              ) -> AsyncIterator[list[SignatureInfo]]:
+        """Pages newest → oldest, ``before``/``until`` exclusive, until the history ends."""
+        while True:
+            page = await self.get_signatures_for_address(address, before=before, until=until,
+                                                         limit=limit)
+            if not page:
+                return
+            yield page
+            if len(page) < limit:
+                return
+            before = page[-1].signature
+
+    async def get_signature_statuses(self, signatures: Sequence[str]
+                                     ) -> list[SignatureStatus | None]:
+        """Statuses in order; chunks of 256 (the node's limit), history searched."""
+        calls = [("getSignatureStatuses", [list(signatures[i:i + 256]),
+                                           {"searchTransactionHistory": True}])
+                 for i in range(0, len(signatures), 256)]
+        statuses: list[SignatureStatus | None] = []
+        for result in await self.batch(calls):
+            if isinstance(result, Exception):
+                raise result
+            statuses.extend(protocol.parse_signature_statuses(result))
+        return statuses
+
+    async def get_slot(self, commitment: str = "confirmed") -> int:
+        return int(await self.call("getSlot", [{"commitment": commitment}]))
