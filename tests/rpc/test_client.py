@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
-from indexer.errors import RpcError, RpcRateLimited, RpcUnavailable
+from indexer.errors import RpcError, RpcUnavailable
 from indexer.metrics import Metrics
 from indexer.rpc import RpcClient
 from indexer.rpc.protocol import retry_after_seconds
