@@ -1,0 +1,293 @@
+"""JSON-RPC methods of the local cluster: method name + params in, result or error out.
+
+Errors are raised as :class:`RpcFailure` with the codes and messages real nodes use
+(see ../shared/fixtures/errors); the server turns them into JSON-RPC error objects.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from typing import Any
+
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from indexer.decode.base58 import b58decode, b58encode
+from indexer.localnet import encoding
+from indexer.localnet.ledger import COMMITMENTS, Ledger, SendError
+
+VERSION = {"solana-core": "2.1.0-amoca-localnet", "feature-set": 1}
+
+
+class RpcFailure(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.data is not None:
+            error["data"] = self.data
+        return error
+
+
+def invalid(message: str) -> RpcFailure:
+    return RpcFailure(-32602, message)
+
+
+def _config(params: list[Any], index: int) -> dict[str, Any]:
+    value = params[index] if len(params) > index else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(f"Invalid params: expected a config object at position {index}")
+    return value
+
+
+def _commitment(config: dict[str, Any], default: str = "finalized") -> str:
+    value = config.get("commitment", default)
+    if value not in COMMITMENTS:
+        raise invalid(f"Invalid params: unknown commitment {value!r}")
+    return str(value)
+
+
+def _pubkey(params: list[Any], index: int = 0) -> Pubkey:
+    try:
+        return Pubkey.from_string(params[index])
+    except (IndexError, TypeError, ValueError):
+        raise invalid("Invalid param: Invalid") from None
+
+
+def _signature(value: Any) -> str:
+    try:
+        if len(b58decode(value)) != 64:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise invalid("Invalid param: Invalid") from None
+    return str(value)
+
+
+def _context(ledger: Ledger, commitment: str, value: Any) -> dict[str, Any]:
+    return {"context": {"apiVersion": VERSION["solana-core"], "slot": ledger.slot_at(commitment)},
+            "value": value}
+
+
+def _min_context(ledger: Ledger, config: dict[str, Any], commitment: str) -> None:
+    wanted = config.get("minContextSlot")
+    if wanted is not None and ledger.slot_at(commitment) < int(wanted):
+        raise RpcFailure(-32016, "Minimum context slot has not been reached",
+                         {"contextSlot": ledger.slot_at(commitment)})
+
+
+def _decode_wire(params: list[Any], config: dict[str, Any]) -> VersionedTransaction:
+    if not params or not isinstance(params[0], str):
+        raise invalid("Invalid params: missing transaction")
+    enc = config.get("encoding", "base58")
+    try:
+        raw = base64.b64decode(params[0], validate=True) if enc == "base64" else b58decode(params[0])
+        return VersionedTransaction.from_bytes(raw)
+    except (ValueError, TypeError) as exc:
+        raise invalid(f"invalid transaction: {type(exc).__name__}") from None
+
+
+class Methods:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.table: dict[str, Callable[[list[Any]], Any]] = {
+            name[4:]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")}
+
+    def call(self, method: str, params: Any) -> Any:
+        handler = self.table.get(method)
+        if handler is None:
+            raise RpcFailure(-32601, "Method not found")
+        if params is None:
+            params = []
+        if not isinstance(params, list):
+            raise invalid("Invalid params: expected an array")
+        return handler(params)
+
+    # -- cluster ----------------------------------------------------------------------
+    def rpc_getHealth(self, params: list[Any]) -> str:
+        return "ok"
+
+    def rpc_getVersion(self, params: list[Any]) -> dict[str, Any]:
+        return VERSION
+
+    def rpc_getGenesisHash(self, params: list[Any]) -> str:
+        return self.ledger.genesis_hash
+
+    def rpc_getSlot(self, params: list[Any]) -> int:
+        config = _config(params, 0)
+        commitment = _commitment(config)
+        _min_context(self.ledger, config, commitment)
+        return self.ledger.slot_at(commitment)
+
+    def rpc_getBlockHeight(self, params: list[Any]) -> int:
+        return self.ledger.slot_at(_commitment(_config(params, 0)))
+
+    def rpc_getEpochInfo(self, params: list[Any]) -> dict[str, Any]:
+        slot = self.ledger.slot_at(_commitment(_config(params, 0)))
+        return {"absoluteSlot": slot, "blockHeight": slot, "epoch": slot // 432000,
+                "slotIndex": slot % 432000, "slotsInEpoch": 432000,
+                "transactionCount": len(self.ledger.by_signature)}
+
+    def rpc_getLatestBlockhash(self, params: list[Any]) -> dict[str, Any]:
+        commitment = _commitment(_config(params, 0))
+        blockhash, last_valid = self.ledger.latest_blockhash
+        return _context(self.ledger, commitment,
+                        {"blockhash": blockhash, "lastValidBlockHeight": last_valid})
+
+    def rpc_isBlockhashValid(self, params: list[Any]) -> dict[str, Any]:
+        if not params or not isinstance(params[0], str):
+            raise invalid("Invalid params: missing blockhash")
+        commitment = _commitment(_config(params, 1))
+        return _context(self.ledger, commitment, self.ledger.blockhash_valid(params[0]))
+
+    def rpc_getMinimumBalanceForRentExemption(self, params: list[Any]) -> int:
+        if not params or not isinstance(params[0], int):
+            raise invalid("Invalid params: expected a data length")
+        return int(self.ledger.svm.minimum_balance_for_rent_exemption(params[0]))
+
+    # -- accounts ---------------------------------------------------------------------
+    def rpc_getBalance(self, params: list[Any]) -> dict[str, Any]:
+        key = _pubkey(params)
+        commitment = _commitment(_config(params, 1))
+        return _context(self.ledger, commitment, self.ledger.svm.get_balance(key) or 0)
+
+    def rpc_getAccountInfo(self, params: list[Any]) -> dict[str, Any]:
+        key = _pubkey(params)
+        config = _config(params, 1)
+        commitment = _commitment(config)
+        account = self.ledger.svm.get_account(key)
+        if account is None or (account.lamports == 0 and not account.data):
+            return _context(self.ledger, commitment, None)
+        enc = config.get("encoding", "base58")
+        data = bytes(account.data)
+        rendered: Any = ([base64.b64encode(data).decode(), "base64"] if enc in ("base64", "jsonParsed")
+                         else [b58encode(data), "base58"])
+        return _context(self.ledger, commitment, {
+            "lamports": account.lamports, "owner": str(account.owner), "data": rendered,
+            "executable": account.executable, "rentEpoch": 18446744073709551615,
+            "space": len(data)})
+
+    def rpc_requestAirdrop(self, params: list[Any]) -> str:
+        key = _pubkey(params)
+        if len(params) < 2 or not isinstance(params[1], int) or params[1] <= 0:
+            raise invalid("Invalid params: lamports")
+        return self.ledger.airdrop(key, params[1])
+
+    # -- transactions -----------------------------------------------------------------
+    def rpc_sendTransaction(self, params: list[Any]) -> str:
+        config = _config(params, 1)
+        tx = _decode_wire(params, config)
+        try:
+            return self.ledger.send(tx, skip_preflight=bool(config.get("skipPreflight", False)))
+        except SendError as exc:
+            raise RpcFailure(exc.code, exc.message, exc.data) from None
+
+    def rpc_simulateTransaction(self, params: list[Any]) -> dict[str, Any]:
+        config = _config(params, 1)
+        tx = _decode_wire(params, config)
+        err, logs, units = self.ledger.simulate(tx)
+        return _context(self.ledger, _commitment(config), {
+            "err": err, "logs": logs, "accounts": None, "unitsConsumed": units,
+            "returnData": None})
+
+    def rpc_getSignatureStatuses(self, params: list[Any]) -> dict[str, Any]:
+        if not params or not isinstance(params[0], list):
+            raise invalid("Invalid params: expected a list of signatures")
+        if len(params[0]) > 256:
+            raise invalid("Too many inputs provided; max 256")
+        values: list[dict[str, Any] | None] = []
+        for text in params[0]:
+            record = self.ledger.by_signature.get(_signature(text))
+            if record is None:
+                values.append(None)
+            else:
+                level = self.ledger.level_of(record.slot)
+                values.append(encoding.status_entry(record, self.ledger.slot, level))
+        return _context(self.ledger, "processed", values)
+
+    def rpc_getSignaturesForAddress(self, params: list[Any]) -> list[dict[str, Any]]:
+        key = _pubkey(params)
+        config = _config(params, 1)
+        commitment = _commitment(config)
+        if commitment == "processed":
+            raise invalid("Method does not support commitment below `confirmed`")
+        _min_context(self.ledger, config, commitment)
+        limit = config.get("limit") or 1000
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise invalid("Invalid limit; max 1000")
+        before = _signature(config["before"]) if config.get("before") else None
+        until = _signature(config["until"]) if config.get("until") else None
+        records = self.ledger.signatures_for(str(key), commitment=commitment, before=before,
+                                             until=until, limit=limit)
+        return [encoding.signature_entry(r, self.ledger.level_of(r.slot)) for r in records]
+
+    def rpc_getTransaction(self, params: list[Any]) -> dict[str, Any] | None:
+        if not params:
+            raise invalid("Invalid params: missing signature")
+        signature = _signature(params[0])
+        config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
+        if len(params) > 1 and isinstance(params[1], str):
+            config = {"encoding": params[1]}
+        commitment = _commitment(config)
+        if commitment == "processed":
+            raise invalid("Method does not support commitment below `confirmed`")
+        enc = config.get("encoding", "json")
+        if enc not in ("json", "jsonParsed", "base64", "base58"):
+            raise invalid(f"Invalid params: unknown encoding {enc!r}")
+        if enc == "base58":
+            raise invalid("Invalid params: base58 encoding is deprecated, use base64")
+        record = self.ledger.transaction(signature, commitment)
+        if record is None:
+            return None
+        max_version = config.get("maxSupportedTransactionVersion")
+        is_v0 = hasattr(record.tx.message, "address_table_lookups")
+        if is_v0 and max_version is None:
+            raise RpcFailure(-32015, "Transaction version (0) is not supported by the requesting "
+                             "client. Please try the request again with the following configuration "
+                             "parameter: \"maxSupportedTransactionVersion\": 0")
+        return encoding.transaction_result(record, enc, versioned_ok=max_version is not None)
+
+    def rpc_getBlockTime(self, params: list[Any]) -> int:
+        if not params or not isinstance(params[0], int):
+            raise invalid("Invalid params: expected a slot")
+        block = self.ledger.block(params[0])
+        if block is None:
+            raise _missing_block(self.ledger, params[0])
+        return block.block_time
+
+    def rpc_getBlock(self, params: list[Any]) -> dict[str, Any]:
+        if not params or not isinstance(params[0], int):
+            raise invalid("Invalid params: expected a slot")
+        config = _config(params, 1)
+        commitment = _commitment(config)
+        block = self.ledger.block(params[0])
+        if block is None or block.slot > self.ledger.slot_at(commitment):
+            raise _missing_block(self.ledger, params[0])
+        details = config.get("transactionDetails", "full")
+        enc = config.get("encoding", "json")
+        body: dict[str, Any] = {"blockHeight": block.slot, "blockTime": block.block_time,
+                                "blockhash": block.blockhash, "parentSlot": block.parent,
+                                "previousBlockhash": self._previous_hash(block)}
+        if details == "full":
+            body["transactions"] = [
+                {k: v for k, v in encoding.transaction_result(
+                    r, enc, versioned_ok=config.get("maxSupportedTransactionVersion") is not None).items()
+                 if k in ("transaction", "meta", "version")} for r in block.transactions]
+        elif details == "signatures":
+            body["signatures"] = [r.signature for r in block.transactions]
+        return body
+
+    def _previous_hash(self, block: Any) -> str:
+        parent = self.ledger.blocks.get(block.parent)
+        return parent.blockhash if parent is not None else self.ledger.genesis_hash
+
+
+def _missing_block(ledger: Ledger, slot: int) -> RpcFailure:
+    if slot in ledger.dropped_slots or (slot < ledger.slot and slot not in ledger.blocks):
+        return RpcFailure(-32007, f"Slot {slot} was skipped, or missing due to ledger jump to "
+                                  "recent snapshot")
+    return RpcFailure(-32004, f"Block not available for slot {slot}")
