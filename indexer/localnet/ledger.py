@@ -90,7 +90,9 @@ class Ledger:
                  clock: Callable[[], float] = time.time) -> None:
         if finality_slots < confirm_slots:
             raise ValueError("finality_slots must be >= confirm_slots")
-        self.svm = LiteSVM()
+        # LiteSVM accepts only its newest blockhash; a validator accepts any of the last
+        # 150. The ledger keeps that window itself (``recent_hashes``).
+        self.svm = LiteSVM().with_blockhash_check(False)
         self.finality_slots = finality_slots
         self.confirm_slots = confirm_slots
         self.clock = clock
