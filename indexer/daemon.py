@@ -131,13 +131,21 @@ class Daemon:
         async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,
                              requests_per_second=rate, metrics=self.metrics,
                              commitment=settings.commitment, give_up_after=30.0) as rpc:
-            subs: SubscriptionManager | None = None
+            wallet_registry = WalletRegistry(self._connect, self.shard)
+            token_accounts: dict[str, set[str]] = {}  # agent wallet -> its token accounts
 
             def watched() -> frozenset[str]:
-                return subs.wallets if subs is not None else frozenset()
+                return wallet_registry.wallets
+
+            def on_token_account(owner: str, account: str) -> None:
+                known = token_accounts.setdefault(owner, set())
+                if account not in known and owner in wallet_registry.wallets:
+                    known.add(account)
+                    subs.add([account])
 
             pipeline = Pipeline(source=rpc, writer=PostgresWriter(pool), watched=watched,
                                 metrics=self.metrics, task_lookup=self._task_lookup(pool),
+                                on_token_account=on_token_account,
                                 fetch_workers=settings.fetch_workers)
             filler = GapFiller(rpc=rpc, pipeline=pipeline, pool=pool)
             fill_queue: asyncio.Queue[str] = asyncio.Queue()
@@ -152,13 +160,25 @@ class Daemon:
             def on_signature(wallet: str, signature: str, received: float) -> None:
                 pipeline.submit(WorkUnit((signature,), "live", received_at=received))
 
+            async def discover_token_accounts(owners: frozenset[str]) -> None:
+                """Agents' SPL token accounts, watched like the wallets themselves."""
+                for start in range(0, len(owners), 100):
+                    part = sorted(owners)[start:start + 100]
+                    try:
+                        found = await rpc.get_token_accounts_by_owner(part)
+                    except Exception as exc:  # retried at the next reconciliation
+                        log.warning("token_account_discovery_failed", error=str(exc))
+                        return
+                    for owner, accounts in found.items():
+                        for account in accounts:
+                            on_token_account(owner, account)
+
             subs = SubscriptionManager(
                 lambda: PubSubConnection.connect(settings.effective_ws_url),
                 on_signature=on_signature, on_subscribed=request_fill, metrics=self.metrics,
                 commitment=settings.commitment,
                 max_per_connection=settings.max_subscriptions_per_connection,
                 subscribe_rate=settings.subscribe_rate)
-            wallet_registry = WalletRegistry(self._connect, self.shard)
             self.pipeline, self.subs = pipeline, subs
             self.chain_slot = 0
             self.indexed_slot = 0
@@ -167,15 +187,20 @@ class Daemon:
 
             async def registry_loop() -> None:
                 async for change in wallet_registry.changes():
-                    subs.remove(change.removed)
+                    gone = set(change.removed)
+                    for wallet in change.removed:
+                        gone |= token_accounts.pop(wallet, set())
+                    subs.remove(gone)
                     subs.add(change.added)
+                    if change.added:
+                        await discover_token_accounts(change.added)
 
             async def fill_worker() -> None:
                 while True:
                     wallet = await fill_queue.get()
                     queued.discard(wallet)
                     if wallet not in subs.wallets:
-                        continue
+                        continue  # removed meanwhile
                     try:
                         await filler.fill(wallet)
                     except Exception as exc:  # retried by the next reconciliation
@@ -184,6 +209,7 @@ class Daemon:
             async def reconcile_loop() -> None:
                 while True:
                     await asyncio.sleep(settings.reconcile_interval)
+                    await discover_token_accounts(wallet_registry.wallets)
                     request_fill(subs.wallets)
 
             async def slot_loop() -> None:

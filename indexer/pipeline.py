@@ -111,6 +111,7 @@ class Pipeline:
         watched: Callable[[], Container[str]],
         metrics: Metrics,
         task_lookup: TaskLookup | None = None,
+        on_token_account: Callable[[str, str], None] | None = None,
         fetch_workers: int = 4,
         fetch_batch: int = 100,
         write_batch_rows: int = 2000,
@@ -124,6 +125,7 @@ class Pipeline:
         self.watched = watched
         self.metrics = metrics
         self.task_lookup = task_lookup
+        self.on_token_account = on_token_account
         self.fetch_workers = fetch_workers
         self.fetch_batch = fetch_batch
         self.write_batch_rows = write_batch_rows
@@ -251,6 +253,14 @@ class Pipeline:
     def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
         for row in decoded.rows:
             self.metrics.decoded.labels(row.transaction_type, row.status).inc()
+            if row.mint is not None and self.on_token_account is not None:
+                # A token account of a watched agent: transfers to it do not mention the
+                # agent's wallet, so it must be watched itself.
+                for leg in row.legs:
+                    if leg.destination_wallet == row.agent_wallet:
+                        self.on_token_account(row.agent_wallet, leg.destination_account)
+                    if leg.source_wallet == row.agent_wallet:
+                        self.on_token_account(row.agent_wallet, leg.source_account)
         if decoded.memo_rejection is not None:
             self.metrics.memo_rejections.labels(decoded.memo_rejection.reason).inc()
         for skipped in decoded.skipped:

@@ -103,6 +103,7 @@ class Ledger:
         self.dropped_signatures: set[str] = set()
         self.by_signature: dict[str, TxRecord] = {}
         self.by_address: dict[str, list[TxRecord]] = {}
+        self.token_accounts: dict[str, dict[str, str]] = {}  # owner -> {account: program}
         self.recent_hashes: deque[tuple[str, int]] = deque(maxlen=MAX_BLOCKHASH_AGE)
         self.faucet = Keypair()
         self.svm.set_account(self.faucet.pubkey(),
@@ -250,6 +251,9 @@ class Ledger:
         )
         self._open.transactions.append(record)
         self.by_signature[signature] = record
+        for balance in record.post_tokens:
+            self.token_accounts.setdefault(balance["owner"], {})[
+                keys[balance["accountIndex"]]] = balance["programId"]
         for key in dict.fromkeys(keys):
             self.by_address.setdefault(key, []).append(record)
         for listener in self.listeners:

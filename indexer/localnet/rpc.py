@@ -171,6 +171,30 @@ class Methods:
             "executable": account.executable, "rentEpoch": 18446744073709551615,
             "space": len(data)})
 
+    def rpc_getTokenAccountsByOwner(self, params: list[Any]) -> dict[str, Any]:
+        owner = _pubkey(params)
+        selector = _config(params, 1)
+        config = _config(params, 2)
+        if not selector or not ({"mint", "programId"} & selector.keys()):
+            raise invalid("Invalid params: expected {\"mint\": ...} or {\"programId\": ...}")
+        accounts = []
+        for key, program in sorted(self.ledger.token_accounts.get(str(owner), {}).items()):
+            if "programId" in selector and selector["programId"] != program:
+                continue
+            account = self.ledger.svm.get_account(Pubkey.from_string(key))
+            if account is None or len(account.data) < 165:
+                continue
+            data = bytes(account.data)
+            if bytes(owner) != data[32:64]:
+                continue  # the owner changed since (SetAuthority)
+            if "mint" in selector and str(Pubkey(data[0:32])) != selector["mint"]:
+                continue
+            accounts.append({"pubkey": key, "account": {
+                "lamports": account.lamports, "owner": program,
+                "data": [base64.b64encode(data).decode(), "base64"], "executable": False,
+                "rentEpoch": 18446744073709551615, "space": len(data)}})
+        return _context(self.ledger, _commitment(config), accounts)
+
     def rpc_requestAirdrop(self, params: list[Any]) -> str:
         key = _pubkey(params)
         if len(params) < 2 or not isinstance(params[1], int) or params[1] <= 0:

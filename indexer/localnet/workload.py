@@ -14,7 +14,8 @@ Truth file: JSON lines, one object per expected row, sorted by (signature, agent
 "amount_raw" (int), "mint" (null for SOL), "task_id", "refund_of", "period", "memo",
 "kind" (the mix entry that produced it)}``.
 
-Kinds: funding (memo), funding_plain (no memo), payment (task memo), subscription,
+Kinds: treasury_funding (set-up: each agent funded once, no memo), funding (memo),
+funding_plain (no memo), payment (task memo), subscription,
 refund (agent → user, refund memo naming the payment), usdc_payment, failed (insufficient
 funds sent with skipPreflight: lands failed), agent_to_agent (the paid agent's row only),
 agent_outgoing (agent → user without refund memo: no row), invalid_memo (unknown version,
@@ -125,6 +126,7 @@ class Workload:
         self.agents = [_Party(k, str(k.pubkey())) for k in
                        (keypair(config.seed, "agent", i) for i in range(config.agents))]
         self.poor = keypair(config.seed, "poor", 0)
+        self.treasury = keypair(config.seed, "treasury", 0)
         self.mint = keypair(config.seed, "mint", 0)
         self.tasks: dict[str, list[uuid.UUID]] = {a.wallet: [] for a in self.agents}
         self.truth: list[dict[str, Any]] = []
@@ -172,11 +174,22 @@ class Workload:
         return found
 
     async def setup(self) -> None:
-        fund = [self.rpc.call("requestAirdrop", [p.wallet, 50 * LAMPORTS])
-                for p in (*self.users, *self.agents)]
+        """Fund users (airdrops) and agents (from the workload's treasury, so the
+        fundings are ordinary marketplace rows the truth accounts for), create USDC."""
+        fund = [self.rpc.call("requestAirdrop", [p.wallet, 50 * LAMPORTS]) for p in self.users]
         fund.append(self.rpc.call("requestAirdrop", [str(self.poor.pubkey()), LAMPORTS // 100]))
-        airdrops = await asyncio.gather(*fund)
-        await self.wait_for(airdrops, "processed")
+        fund.append(self.rpc.call("requestAirdrop",
+                                  [str(self.treasury.pubkey()), (len(self.agents) + 1) * 20 * LAMPORTS]))
+        await self.wait_for(await asyncio.gather(*fund), "processed")
+        signatures = []
+        for agent in self.agents:
+            ix = transfer(TransferParams(from_pubkey=self.treasury.pubkey(), to_pubkey=agent.key.pubkey(),
+                                         lamports=20 * LAMPORTS))
+            signature = await self._send(self.treasury, [ix], [self.treasury])
+            self._row("treasury_funding", signature, agent, str(self.treasury.pubkey()), "funding",
+                      20 * LAMPORTS)
+            signatures.append(signature)
+        await self.wait_for(signatures, "processed")
         await self._setup_usdc()
 
     async def _setup_usdc(self) -> None:

@@ -36,6 +36,8 @@ from indexer.rpc import protocol
 from indexer.rpc.protocol import Request, SignatureInfo, SignatureStatus
 
 log = structlog.get_logger(__name__)
+TOKEN_PROGRAMS = ("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+                  "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 _base_wait = wait_random_exponential(multiplier=0.1, max=5.0)
 
 
@@ -241,6 +243,21 @@ class RpcClient:
                 raise result
             statuses.extend(protocol.parse_signature_statuses(result))
         return statuses
+
+    async def get_token_accounts_by_owner(self, owners: Sequence[str]) -> dict[str, set[str]]:
+        """Every SPL Token and Token-2022 account of each owner (batched)."""
+        calls = [("getTokenAccountsByOwner", [owner, {"programId": program},
+                                              {"encoding": "base64", "commitment": self.commitment}])
+                 for owner in owners for program in TOKEN_PROGRAMS]
+        found: dict[str, set[str]] = {owner: set() for owner in owners}
+        for (_, params), result in zip(calls, await self.batch(calls), strict=True):
+            if isinstance(result, Exception):
+                raise result
+            value = result.get("value") if isinstance(result, dict) else None
+            if not isinstance(value, list):
+                raise RpcUnavailable("getTokenAccountsByOwner: malformed result")
+            found[str(params[0])].update(str(entry["pubkey"]) for entry in value if "pubkey" in entry)
+        return found
 
     async def get_slot(self, commitment: str = "confirmed") -> int:
         return int(await self.call("getSlot", [{"commitment": commitment}]))

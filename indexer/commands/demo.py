@@ -1,0 +1,132 @@
+"""`amoca-indexer demo`: the whole system on one machine, with a live summary.
+
+Embedded PostgreSQL (migrated) + the local cluster + the AMOCA workload (which registers
+its agents, users and tasks in the database) + the daemon, all in this process. The
+terminal shows, once a second: rows indexed by type and status, the slot lag, the top
+agents by earnings, and the metrics URL. Ctrl-C stops everything in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import signal
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+
+from indexer.commands import settings
+from indexer.commands.run import ensure_schema
+from indexer.db.connection import database_url as resolve_database_url
+
+_BY_TYPE = """
+SELECT transaction_type, status, count(*), coalesce(sum(amount) FILTER (WHERE mint IS NULL), 0)
+FROM transactions GROUP BY 1, 2 ORDER BY 1, 2
+"""
+_TOP_AGENTS = """
+SELECT a.name, s.total_earnings, s.tasks_completed, s.hire_count
+FROM agent_stats s JOIN agents a ON a.id = s.agent_id
+ORDER BY s.total_earnings DESC, a.name LIMIT 5
+"""
+
+
+def _render(snapshot: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    rows = Table(title="transactions indexed", expand=False)
+    for column in ("type", "status", "rows", "SOL"):
+        rows.add_column(column, justify="right" if column in ("rows", "SOL") else "left")
+    for type_, status, count, sol in snapshot["by_type"]:
+        rows.add_row(type_, status, str(count), f"{sol:.4f}")
+    agents = Table(title="top agents by earnings (SOL, confirmed)")
+    for column in ("agent", "earnings", "tasks done", "hires"):
+        agents.add_column(column)
+    for name, earnings, done, hires in snapshot["top"]:
+        agents.add_row(name, f"{earnings:.4f}", str(done), str(hires))
+    status = Table.grid(padding=(0, 2))
+    for key, value in snapshot["status"].items():
+        status.add_row(key, str(value))
+    return Group(status, rows, agents)
+
+
+async def _snapshot(url: str, daemon: Any, workload: dict[str, Any]) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        by_type = await (await conn.execute(_BY_TYPE)).fetchall()
+        top = await (await conn.execute(_TOP_AGENTS)).fetchall()
+    return {
+        "by_type": by_type,
+        "top": top,
+        "status": {
+            "metrics": f"http://127.0.0.1:{daemon.ops_port}/metrics" if daemon.ops_port else "starting",
+            "slot lag": getattr(daemon, "slot_lag", "n/a"),
+            "watched wallets": len(daemon.subs.wallets) if hasattr(daemon, "subs") else 0,
+            "workload": workload.get("state", "starting"),
+        },
+    }
+
+
+async def _demo(rate: float, count: int, agents: int, users: int, port: int,
+                metrics_port: int, truth: Path) -> None:
+    from rich.live import Live
+
+    from indexer.daemon import Daemon
+    from indexer.localnet import Localnet, LocalnetConfig
+    from indexer.localnet.workload import WorkloadConfig, run_workload
+
+    config = settings()
+    url = resolve_database_url(config)
+    ensure_schema(url, config, migrate=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Localnet(LocalnetConfig(port=port, slot_ms=400, finality_slots=32)) as net:
+        daemon_settings = dataclasses.replace(
+            config, rpc_urls=(net.http_url,), ws_url=net.ws_url, metrics_port=metrics_port,
+            rankings_interval=10.0, reconcile_interval=30.0)
+        daemon = Daemon(daemon_settings, url)
+        daemon_task = asyncio.create_task(daemon.run())
+        workload_state: dict[str, Any] = {"state": "running"}
+
+        async def workload() -> None:
+            summary = await run_workload(WorkloadConfig(
+                rpc_url=net.http_url, rate=rate, count=count, agents=agents, users=users,
+                truth_path=truth, database_url=url))
+            workload_state["state"] = f"done: {summary}"
+
+        workload_task = asyncio.create_task(workload())
+        click.echo(f"localnet: {net.http_url}  websocket: {net.ws_url}")
+        click.echo(f"ground truth: {truth}   Ctrl-C to stop")
+        try:
+            with Live(refresh_per_second=2) as live:
+                while not stop.is_set():
+                    with contextlib.suppress(psycopg.Error):
+                        live.update(_render(await _snapshot(url, daemon, workload_state)))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=1.0)
+                    if workload_task.done() and workload_task.exception():
+                        workload_state["state"] = f"failed: {workload_task.exception()}"
+        finally:
+            workload_task.cancel()
+            daemon.stopping.set()
+            await asyncio.gather(workload_task, daemon_task, return_exceptions=True)
+
+
+@click.command("demo")
+@click.option("--rate", default=20.0, show_default=True, help="Workload transactions per second.")
+@click.option("--count", default=2000, show_default=True, help="Workload transactions in all.")
+@click.option("--agents", default=20, show_default=True)
+@click.option("--users", default=50, show_default=True)
+@click.option("--port", default=8899, show_default=True, help="Localnet HTTP port (websocket: +1).")
+@click.option("--metrics-port", default=9108, show_default=True)
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path(".amoca/demo-truth.jsonl"), show_default=True)
+def command(rate: float, count: int, agents: int, users: int, port: int, metrics_port: int,
+            truth: Path) -> None:
+    """Embedded PostgreSQL + localnet + AMOCA workload + daemon, with a live summary."""
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(_demo(rate, count, agents, users, port, metrics_port, truth))
