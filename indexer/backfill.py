@@ -8,6 +8,10 @@ range. A stopped or crashed backfill run again with the same range resumes after
 last committed page; a page interrupted half-way is redone, which writes nothing twice
 (rows are idempotent). Backfill never moves the daemon's cursors.
 
+An agent's SPL token accounts have histories of their own: a token transfer to an agent
+names its token account, never its wallet. ``backfill_agent`` therefore pages the wallet
+and then each of its token accounts, with progress kept per address.
+
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
 """
@@ -197,3 +201,31 @@ async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
                 before: str | None, *, done: bool) -> None:
     async with pool.connection() as conn:
         await conn.execute(_SAVE, (wallet, range_key, before, done))
+
+
+async def backfill_agent(
+    wallet: str,
+    token_accounts: Sequence[str],
+    window: Range,
+    *,
+    rpc: PageSource,
+    pipeline: Pipeline,
+    pool: AsyncConnectionPool[Any] | None,
+    on_page: Callable[[WalletProgress], None] = lambda _: None,
+) -> WalletProgress:
+    """Backfill ``wallet`` and its token accounts over ``window``; one total for all."""
+    total = WalletProgress(wallet)
+    before_scanned = before_submitted = 0
+
+    def on_address_page(part: WalletProgress) -> None:
+        total.scanned = before_scanned + part.scanned
+        total.submitted = before_submitted + part.submitted
+        on_page(total)
+
+    for address in (wallet, *sorted(set(token_accounts) - {wallet})):
+        part = await backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
+                                     on_page=on_address_page)
+        before_scanned += part.scanned
+        before_submitted += part.submitted
+    total.scanned, total.submitted, total.done = before_scanned, before_submitted, True
+    return total

@@ -53,7 +53,7 @@ def shard_lock_key(shard: Shard) -> int:
 
 class Daemon:
     def __init__(self, settings: Settings, database_url: str, *,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None, handle_signals: bool = True) -> None:
         self.settings = settings
         self.database_url = database_url
         self.registry = registry or CollectorRegistry()
@@ -62,6 +62,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.active = asyncio.Event()
         self.ops_port: int | None = None
+        self.handle_signals = handle_signals  # False when embedded (demo, benchmarks)
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -74,7 +75,7 @@ class Daemon:
     async def run(self) -> None:
         """Until SIGTERM/SIGINT (or ``stopping`` is set)."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT) if self.handle_signals else ():
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stopping.set)
         log.info("daemon_starting", shard=str(self.shard),

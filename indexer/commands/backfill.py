@@ -6,14 +6,16 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import click
 import orjson
 from prometheus_client import CollectorRegistry
 from solders.pubkey import Pubkey
 
-from indexer.backfill import Range, WalletProgress, backfill_wallet, parse_bound
+from indexer.backfill import Range, WalletProgress, backfill_agent, parse_bound
 from indexer.commands import database_option, settings
 from indexer.commands.run import ensure_schema
 from indexer.config import Settings, redact_url
@@ -23,6 +25,11 @@ from indexer.errors import ConfigError, IndexerError
 from indexer.metrics import Metrics
 from indexer.registry import Shard
 from indexer.sink import Batch, PostgresWriter, WriteResult
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+    from indexer.rpc import RpcClient
 
 
 def _check_wallets(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -45,9 +52,25 @@ def _agent_wallets(url: str, wanted: tuple[str, ...], all_agents: bool, shard: S
     return list(dict.fromkeys(wanted))
 
 
-async def _dry_writer(batch: Batch) -> WriteResult:
-    return WriteResult(inserted=Counter((r.transaction_type, r.status) for r in batch.rows),
-                       dead_letters=len(batch.dead_letters))
+_PROBE_SECONDS = 5.0
+
+
+class _DryWriter:
+    """Counts what would be written; a row seen twice (two wallets' histories) counts once."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    async def __call__(self, batch: Batch) -> WriteResult:
+        fresh = []
+        for row in batch.rows:
+            key = (row.signature, row.agent_wallet)
+            if key not in self.seen:
+                self.seen.add(key)
+                fresh.append(row)
+        return WriteResult(inserted=Counter((r.transaction_type, r.status) for r in fresh),
+                           duplicates=len(batch.rows) - len(fresh),
+                           dead_letters=len(batch.dead_letters))
 
 
 def _counter_values(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:
@@ -57,6 +80,31 @@ def _counter_values(registry: CollectorRegistry, name: str) -> dict[tuple[str, .
             if sample.name == name:
                 values[tuple(sample.labels.values())] = sample.value
     return values
+
+
+_TASK_OWNERS = """
+SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ANY(%s)
+"""
+
+
+def _task_lookup(pool: AsyncConnectionPool[Any]) -> Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]:
+    """Task id -> its agent's wallet: a memo naming another agent's task is no payment."""
+    async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
+        async with pool.connection() as conn:
+            cur = await conn.execute(_TASK_OWNERS, (list(task_ids),))
+            return dict(await cur.fetchall())
+    return lookup
+
+
+async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[str]]:
+    """Each wallet's SPL token accounts: transfers to them do not mention the wallet."""
+    found: dict[str, set[str]] = {}
+    for start in range(0, len(wallets), 100):
+        try:
+            found.update(await rpc.get_token_accounts_by_owner(wallets[start:start + 100]))
+        except IndexerError as exc:
+            raise IndexerError(f"cannot list the agents' token accounts: {exc}") from None
+    return found
 
 
 async def _run(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
@@ -76,18 +124,24 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
     started = time.monotonic()
     failures: dict[str, str] = {}
     done: list[WalletProgress] = []
+    token_accounts: dict[str, set[str]] = {}
     rate = config.rpc_requests_per_second or None
     try:
         async with RpcClient(config.rpc_urls, max_concurrency=max(4, concurrency * 2),
                              requests_per_second=rate, metrics=metrics,
                              batch_size=batch_size) as rpc:
             try:
-                await rpc.get_slot("confirmed")
+                # A short-lived probe: a wrong URL fails in seconds, not after a minute of retries.
+                async with RpcClient(config.rpc_urls, timeout=_PROBE_SECONDS,
+                                     give_up_after=_PROBE_SECONDS) as probe:
+                    await probe.get_slot("confirmed")
             except IndexerError as exc:
                 raise IndexerError(f"cannot reach the RPC endpoint(s) "
                                    f"{', '.join(redact_url(u) for u in config.rpc_urls)}: {exc}") from None
-            pipeline = Pipeline(source=rpc, writer=_dry_writer if dry_run else PostgresWriter(pool),
+            token_accounts = await _token_accounts(rpc, wallets)
+            pipeline = Pipeline(source=rpc, writer=_DryWriter() if dry_run else PostgresWriter(pool),
                                 watched=lambda: watched, metrics=metrics,
+                                task_lookup=_task_lookup(pool),
                                 fetch_workers=max(2, concurrency), fetch_batch=batch_size)
             runner = asyncio.create_task(pipeline.run())
             gate = asyncio.Semaphore(concurrency)
@@ -107,8 +161,9 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
                             bar.update(overall, scanned=sum(scanned.values()))
 
                         try:
-                            done.append(await backfill_wallet(
-                                wallet, window, rpc=rpc, pipeline=pipeline,
+                            done.append(await backfill_agent(
+                                wallet, sorted(token_accounts.get(wallet, ())), window,
+                                rpc=rpc, pipeline=pipeline,
                                 pool=None if dry_run else pool, on_page=on_page))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
@@ -131,6 +186,7 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
         "dry_run": dry_run,
         "wallets": len(wallets),
         "wallets_failed": failures,
+        "token_accounts": sum(len(a) for a in token_accounts.values()),
         "signatures_scanned": sum(p.scanned for p in done),
         "transactions_processed": processed,
         "rows_written_by_type_status": {f"{t}/{s}": int(v) for (t, s), v in sorted(written.items())},

@@ -53,10 +53,28 @@ def _render(snapshot: dict[str, Any]) -> Any:
     return Group(status, rows, agents)
 
 
-async def _snapshot(url: str, daemon: Any, workload: dict[str, Any]) -> dict[str, Any]:
+_MATCHING = """
+SELECT count(*) FROM transactions t JOIN agents a ON a.id = t.agent_id
+JOIN jsonb_to_recordset(%s::jsonb) AS truth(signature text, agent_wallet text, transaction_type text,
+                                           status text, amount numeric)
+  ON truth.signature = t.transaction_signature AND truth.agent_wallet = a.wallet_address
+ AND truth.transaction_type = t.transaction_type AND truth.status = t.status
+ AND truth.amount = t.amount
+"""
+
+
+async def _snapshot(url: str, daemon: Any, workload: dict[str, Any], truth: Path) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         by_type = await (await conn.execute(_BY_TYPE)).fetchall()
         top = await (await conn.execute(_TOP_AGENTS)).fetchall()
+        verdict = "workload still running"
+        if workload.get("done"):
+            rows = workload.setdefault("truth_rows", (await asyncio.to_thread(truth.read_bytes)).splitlines())
+            payload = "[" + ",".join(r.decode() for r in rows) + "]"
+            row = await (await conn.execute(_MATCHING, (payload,))).fetchone()
+            matched = int(row[0]) if row else 0
+            verdict = f"{matched}/{len(rows)} expected rows match" + (
+                " (waiting for finality)" if matched < len(rows) else " -- all equal")
     return {
         "by_type": by_type,
         "top": top,
@@ -65,6 +83,7 @@ async def _snapshot(url: str, daemon: Any, workload: dict[str, Any]) -> dict[str
             "slot lag": getattr(daemon, "slot_lag", "n/a"),
             "watched wallets": len(daemon.subs.wallets) if hasattr(daemon, "subs") else 0,
             "workload": workload.get("state", "starting"),
+            "ground truth": verdict,
         },
     }
 
@@ -88,7 +107,7 @@ async def _demo(rate: float, count: int, agents: int, users: int, port: int,
         daemon_settings = dataclasses.replace(
             config, rpc_urls=(net.http_url,), ws_url=net.ws_url, metrics_port=metrics_port,
             rankings_interval=10.0, reconcile_interval=30.0)
-        daemon = Daemon(daemon_settings, url)
+        daemon = Daemon(daemon_settings, url, handle_signals=False)
         daemon_task = asyncio.create_task(daemon.run())
         workload_state: dict[str, Any] = {"state": "running"}
 
@@ -97,6 +116,7 @@ async def _demo(rate: float, count: int, agents: int, users: int, port: int,
                 rpc_url=net.http_url, rate=rate, count=count, agents=agents, users=users,
                 truth_path=truth, database_url=url))
             workload_state["state"] = f"done: {summary}"
+            workload_state["done"] = True
 
         workload_task = asyncio.create_task(workload())
         click.echo(f"localnet: {net.http_url}  websocket: {net.ws_url}")
@@ -105,7 +125,7 @@ async def _demo(rate: float, count: int, agents: int, users: int, port: int,
             with Live(refresh_per_second=2) as live:
                 while not stop.is_set():
                     with contextlib.suppress(psycopg.Error):
-                        live.update(_render(await _snapshot(url, daemon, workload_state)))
+                        live.update(_render(await _snapshot(url, daemon, workload_state, truth)))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), timeout=1.0)
                     if workload_task.done() and workload_task.exception():

@@ -288,7 +288,7 @@ class Localnet:
         ws = web.Application()
         ws.router.add_get("/{tail:.*}", self._websocket)
         for app, port in ((http, self.port), (ws, self.port + 1)):
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
             await runner.setup()
             await web.TCPSite(runner, self.config.host, port, reuse_address=True).start()
             self._runners.append(runner)
@@ -417,7 +417,9 @@ class Localnet:
         clients = list(self.clients)
         for client in clients:
             with contextlib.suppress(Exception):
-                await client.ws.close(code=1001, message=b"dropped by fault injection")
+                # Do not wait long for the peer's close frame: a dead peer never sends one.
+                await asyncio.wait_for(
+                    client.ws.close(code=1001, message=b"dropped by fault injection"), 1.0)
         return len(clients)
 
     def fork(self, slot: int | None = None) -> dict[str, Any]:

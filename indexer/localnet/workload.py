@@ -1,385 +1,469 @@
 """The AMOCA workload: marketplace traffic sent to a cluster, with its ground truth.
 
-It creates deterministic user and agent keypairs (from ``seed``), funds them, creates a
-USDC-like SPL mint (6 decimals) with token accounts, optionally registers users, agents
-and tasks in the marketplace database, then sends a mix of transfers at ``rate`` per
-second, all through JSON-RPC (it works against any cluster). The ground truth -- the
-`transactions` rows the database must end up holding -- is derived from what was SENT
-(the intent of each transfer), never from the project's decoder: it is the independent
-oracle of the end-to-end tests.
+``run_workload`` plans the run (``workload_plan.plan``: pure, deterministic for a seed),
+then talks to the cluster ONLY through JSON-RPC over HTTP, so it runs against the
+project's localnet, ``solana-test-validator`` or devnet alike:
 
-Truth file: JSON lines, one object per expected row, sorted by (signature, agent):
-``{"signature", "agent_wallet", "counterparty_wallet", "transaction_type", "status"
-(final, after finality: confirmed | failed | refunded), "amount" (decimal string),
-"amount_raw" (int), "mint" (null for SOL), "task_id", "refund_of", "period", "memo",
-"kind" (the mix entry that produced it)}``.
+1. set-up: airdrops to the users, the wallet whose transfers fail and the treasury;
+   the treasury funds every agent (plain transfers: ``treasury_funding`` rows); a
+   6-decimal SPL mint with a token account per user and agent (users get tokens);
+   an address lookup table holding the agent wallets (created from the newest slot of
+   the SlotHashes sysvar, used once it is confirmed);
+2. registration (``register``, or ``config.database_url``): users, agents, tasks;
+3. traffic: the planned steps at ``config.rate`` per second (each step starts at its
+   due time, at most ``max_in_flight`` sends at once; no busy waiting), refunds only
+   after the payment they name is confirmed; every signature is watched with batched
+   ``getSignatureStatuses`` until ``config.commitment``;
+4. check: a step meant to fail must land with ``meta.err`` and every other without --
+   otherwise :class:`WorkloadError` (the truth would be wrong, so none is written);
+5. truth: the expected rows, from the plan (intent) plus the signatures.
 
-Kinds: treasury_funding (set-up: each agent funded once, no memo), funding (memo),
-funding_plain (no memo), payment (task memo), subscription,
-refund (agent → user, refund memo naming the payment), usdc_payment, failed (insufficient
-funds sent with skipPreflight: lands failed), agent_to_agent (the paid agent's row only),
-agent_outgoing (agent → user without refund memo: no row), invalid_memo (unknown version,
-upper case, bad UUID, a task of another agent: a `funding` row), multi_leg (two legs to
-one agent in one transaction: one summed row).
+Truth file (``config.truth_path``): JSON lines, one object per expected
+``transactions`` row, sorted by (signature, agent_wallet)::
+
+    {"signature", "agent_wallet", "counterparty_wallet",
+     "transaction_type": "funding" | "payment" | "refund" | "subscription",
+     "status": "confirmed" | "failed" | "refunded"   (final, once finalized),
+     "amount": "0.123000042" (decimal string: lamports / 1e9, or token units / 1e6),
+     "amount_raw": 123000042 (int: lamports or token base units),
+     "mint": null (SOL) | "<mint address>",
+     "task_id": "<uuid>" | null, "refund_of": "<signature>" | null,
+     "period": "YYYY-MM" | null, "memo": "<memo text>" | null,
+     "kind": "<the mix entry that produced the row, or treasury_funding>"}
+
+Beside it, ``<stem>.summary.json``: the seed, the cluster (redacted), the wallets of
+agents, users, the failing wallet and the treasury, the mint and lookup table, the
+tasks per agent, and the counts by kind and by ``type/status``.
+
+Kinds (``workload_plan.KINDS``): funding, funding_plain, payment, subscription, refund,
+usdc_payment, failed, agent_to_agent, agent_outgoing (no row), invalid_memo (a
+``funding`` row), multi_leg (legs summed per agent), alt_payment (v0 + lookup table).
+Legacy and v0 messages are mixed. The truth assumes the tasks are registered (the
+indexer checks a memo's task against the paid agent); without a database it is still
+the intent, for a database that will hold them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import random
-import uuid
+import contextlib
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
-import psycopg
+import structlog
+from solders.address_lookup_table_account import AddressLookupTableAccount
 from solders.hash import Hash
-from solders.instruction import AccountMeta, Instruction
+from solders.instruction import Instruction
 from solders.keypair import Keypair
-from solders.message import MessageV0
 from solders.pubkey import Pubkey
-from solders.system_program import CreateAccountParams, TransferParams, create_account, transfer
+from solders.sysvar import SLOT_HASHES
 from solders.transaction import VersionedTransaction
 
+from indexer.config import redact_url
+from indexer.errors import PermanentError
+from indexer.localnet import workload_tx as txs
+from indexer.localnet.workload_plan import (
+    DEFAULT_MIX,
+    KINDS,
+    LAMPORTS_PER_SOL,
+    SETUP_KIND,
+    Plan,
+    Step,
+    TruthRow,
+    WorkloadConfig,
+    counts,
+    plan,
+    resolve_memo,
+    signers_for,
+    truth_rows,
+)
+from indexer.localnet.workload_registration import Registration, register_marketplace, registration_for
 from indexer.rpc import RpcClient
+from indexer.rpc.protocol import SignatureStatus
 
-MEMO_V1 = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
-TOKEN = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
-LAMPORTS = 10**9
-USDC_DECIMALS = 6
+__all__ = ["DEFAULT_MIX", "KINDS", "Register", "WorkloadConfig", "WorkloadError", "WorkloadSummary",
+           "run_workload", "write_truth"]
 
-DEFAULT_MIX: dict[str, int] = {
-    "funding": 3, "funding_plain": 2, "payment": 6, "subscription": 2, "refund": 2,
-    "usdc_payment": 2, "failed": 1, "agent_to_agent": 1, "agent_outgoing": 1, "invalid_memo": 2,
-    "multi_leg": 1,
-}
+log = structlog.get_logger(__name__)
+Register = Callable[[Registration], Awaitable[None]]
+_LEVELS = ("processed", "confirmed", "finalized")
+BLOCKHASH_TTL = 1.0  # seconds a fetched blockhash is reused (well inside its ~60 s validity)
+STATUS_POLL = 0.05  # seconds between getSignatureStatuses rounds while something is pending
 
 
-@dataclass(frozen=True, slots=True)
-class WorkloadConfig:
-    rpc_url: str = "http://127.0.0.1:8899"
-    rate: float = 50.0
-    count: int = 200
-    seed: int = 1
-    agents: int = 10
-    users: int = 20
-    mix: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_MIX))
-    truth_path: Path | None = None
-    database_url: str | None = None
+class WorkloadError(PermanentError):
+    """The cluster did not do what the workload intended (a transfer meant to succeed
+    failed, one meant to fail succeeded, or one never landed): its truth would be wrong."""
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSummary:
-    sent: int
+    """What a run sent and the rows it expects (``truth``: the truth file's objects)."""
+
+    seed: int
+    sent: int  # traffic transactions (the mix), not set-up or top-ups
     rows: int
-    by_kind: dict[str, int]
-    by_type_status: dict[str, int]
+    by_kind: Mapping[str, int]
+    by_type_status: Mapping[str, int]
     agent_wallets: tuple[str, ...]
+    user_wallets: tuple[str, ...]
+    poor_wallet: str
+    treasury_wallet: str
+    mint: str | None
+    lookup_table: str | None
     truth_path: str | None
-    truth: tuple[dict[str, Any], ...] = ()
-    task_owners: dict[str, str] = field(default_factory=dict)
+    summary_path: str | None
+    expected: tuple[TruthRow, ...]
+    task_owners: Mapping[str, str] = field(default_factory=dict)  # task id -> agent wallet
+
+    @property
+    def truth(self) -> tuple[dict[str, Any], ...]:
+        return tuple(row.to_json() for row in self.expected)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "sent": self.sent, "rows": self.rows, "by_kind": dict(self.by_kind),
+                "by_type_status": dict(self.by_type_status), "agents": list(self.agent_wallets),
+                "users": list(self.user_wallets), "poor": self.poor_wallet,
+                "treasury": self.treasury_wallet, "mint": self.mint, "lookup_table": self.lookup_table,
+                "truth": self.truth_path, "tasks": dict(self.task_owners)}
 
     def __str__(self) -> str:
         return f"{self.sent} transactions sent, {self.rows} expected rows"
 
 
-def keypair(seed: int, role: str, index: int) -> Keypair:
-    return Keypair.from_seed(hashlib.sha256(f"amoca:{seed}:{role}:{index}".encode()).digest())
+class _Statuses:
+    """Watches signatures with batched getSignatureStatuses until they reach ``level``."""
 
-
-def plan(config: WorkloadConfig) -> list[str]:
-    """The kinds to send, in order (pure, deterministic for a seed)."""
-    rng = random.Random(config.seed)
-    kinds = [k for k, w in config.mix.items() if w > 0]
-    weights = [config.mix[k] for k in kinds]
-    return rng.choices(kinds, weights, k=config.count)
-
-
-def _memo(text: str, signer: Pubkey) -> Instruction:
-    return Instruction(MEMO_V1, text.encode(), [AccountMeta(signer, True, False)])
-
-
-def _token_ix(data: bytes, accounts: list[tuple[Pubkey, bool, bool]]) -> Instruction:
-    return Instruction(TOKEN, data, [AccountMeta(k, s, w) for k, s, w in accounts])
-
-
-@dataclass
-class _Party:
-    key: Keypair
-    wallet: str
-    token_account: Pubkey | None = None
-
-
-class Workload:
-    def __init__(self, config: WorkloadConfig, rpc: RpcClient) -> None:
-        self.config = config
+    def __init__(self, rpc: RpcClient, level: str, *, timeout: float,
+                 sleep: Callable[[float], Awaitable[None]]) -> None:
         self.rpc = rpc
-        self.rng = random.Random(config.seed * 7919)
-        self.users = [_Party(k, str(k.pubkey())) for k in
-                      (keypair(config.seed, "user", i) for i in range(config.users))]
-        self.agents = [_Party(k, str(k.pubkey())) for k in
-                       (keypair(config.seed, "agent", i) for i in range(config.agents))]
-        self.poor = keypair(config.seed, "poor", 0)
-        self.treasury = keypair(config.seed, "treasury", 0)
-        self.mint = keypair(config.seed, "mint", 0)
-        self.tasks: dict[str, list[uuid.UUID]] = {a.wallet: [] for a in self.agents}
-        self.truth: list[dict[str, Any]] = []
-        self.payments: list[dict[str, Any]] = []  # SOL payments still refundable
-        self.sent: list[str] = []
-        self.kinds: Counter[str] = Counter()
+        self.level = _LEVELS.index(level)
+        self.timeout = timeout
+        self.sleep = sleep
+        self._waiting: dict[str, tuple[asyncio.Future[SignatureStatus], float]] = {}
+        self._wake = asyncio.Event()
+        self._failure: BaseException | None = None
 
-    # -- chain helpers --------------------------------------------------------------------
-    async def _blockhash(self) -> Hash:
-        result = await self.rpc.call("getLatestBlockhash", [{"commitment": "processed"}])
-        return Hash.from_string(result["value"]["blockhash"])
+    def watch(self, signature: str) -> asyncio.Future[SignatureStatus]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[SignatureStatus] = loop.create_future()
+        if self._failure is not None:
+            future.set_exception(self._failure)
+            return future
+        if signature in self._waiting:
+            return self._waiting[signature][0]
+        self._waiting[signature] = (future, loop.time() + self.timeout)
+        self._wake.set()
+        return future
 
-    async def _send(self, payer: Keypair, instructions: list[Instruction], signers: Sequence[Keypair],
-                    *, skip_preflight: bool = False) -> str:
-        message = MessageV0.try_compile(payer.pubkey(), instructions, [], await self._blockhash())
-        tx = VersionedTransaction(message, list(signers))
-        signature: str = await self.rpc.call("sendTransaction", [
+    async def wait(self, signature: str) -> SignatureStatus:
+        return await self.watch(signature)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._waiting:
+                    self._wake.clear()
+                    await self._wake.wait()
+                signatures = list(self._waiting)
+                statuses = await self.rpc.get_signature_statuses(signatures)
+                now = loop.time()
+                for signature, status in zip(signatures, statuses, strict=True):
+                    future, deadline = self._waiting[signature]
+                    reached = status is not None and _LEVELS.index(
+                        status.confirmation_status or "processed") >= self.level
+                    if reached and status is not None:
+                        del self._waiting[signature]
+                        if not future.done():
+                            future.set_result(status)
+                    elif now > deadline:
+                        del self._waiting[signature]
+                        if not future.done():
+                            future.set_exception(WorkloadError(
+                                f"transaction {signature} did not reach {_LEVELS[self.level]} "
+                                f"in {self.timeout:g} s"))
+                if self._waiting:
+                    await self.sleep(STATUS_POLL)
+        except Exception as exc:
+            self._failure = exc
+            for future, _ in self._waiting.values():
+                if not future.done():
+                    future.set_exception(exc)
+            self._waiting.clear()
+            raise
+
+
+class _Sender:
+    """The I/O shell around a plan: sends its steps and records what the chain said."""
+
+    def __init__(self, config: WorkloadConfig, plan_: Plan, rpc: RpcClient, *,
+                 sleep: Callable[[float], Awaitable[None]], clock: Callable[[], float]) -> None:
+        self.config = config
+        self.plan = plan_
+        self.rpc = rpc
+        self.sleep = sleep
+        self.clock = clock
+        self.keys = signers_for(config)
+        self.treasury = self.keys[plan_.cast.treasury]
+        self.statuses = _Statuses(rpc, config.commitment, timeout=config.confirm_timeout, sleep=sleep)
+        self.signatures: dict[int, str] = {}
+        self.errors: dict[int, Any] = {}
+        self.sent: Counter[str] = Counter()
+        self.lookup_table: AddressLookupTableAccount | None = None
+        self._signed: dict[int, asyncio.Future[str]] = {}
+        self._confirmed: dict[int, asyncio.Future[SignatureStatus]] = {}
+        self._hash: tuple[Hash, float] | None = None
+        self._hash_lock = asyncio.Lock()
+        self._in_flight = asyncio.Semaphore(config.max_in_flight)
+
+    # -- plumbing -------------------------------------------------------------------------
+    async def blockhash(self) -> Hash:
+        async with self._hash_lock:
+            if self._hash is None or self.clock() - self._hash[1] > BLOCKHASH_TTL:
+                result = await self.rpc.call("getLatestBlockhash", [{"commitment": "confirmed"}])
+                self._hash = (Hash.from_string(result["value"]["blockhash"]), self.clock())
+            return self._hash[0]
+
+    async def send(self, tx: VersionedTransaction, *, skip_preflight: bool = False) -> str:
+        signature = await self.rpc.call("sendTransaction", [
             base64.b64encode(bytes(tx)).decode(),
             {"encoding": "base64", "skipPreflight": skip_preflight, "preflightCommitment": "processed"}])
-        self.sent.append(signature)
-        return signature
+        if signature != str(tx.signatures[0]):
+            raise WorkloadError(f"sendTransaction answered {signature}, expected {tx.signatures[0]}")
+        return str(signature)
 
-    async def wait_for(self, signatures: Sequence[str], level: str = "confirmed",
-                       deadline_s: float = 120.0) -> dict[str, Any]:
-        """Poll statuses until every signature reaches ``level``; returns their err values."""
-        order = ("processed", "confirmed", "finalized")
-        found: dict[str, Any] = {}
-        loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        pending = list(signatures)
-        while pending:
-            statuses = await self.rpc.get_signature_statuses(pending)
-            still = []
-            for signature, status in zip(pending, statuses, strict=True):
-                if status is not None and order.index(status.confirmation_status or "processed") >= \
-                        order.index(level):
-                    found[signature] = status.err
-                else:
-                    still.append(signature)
-            pending = still
-            if pending:
-                if loop.time() > end:
-                    raise TimeoutError(f"{len(pending)} transactions did not reach {level}")
-                await asyncio.sleep(0.1)
-        return found
+    async def send_and_wait(self, instructions: Sequence[Instruction], signers: Sequence[Keypair],
+                            ) -> SignatureStatus:
+        tx = txs.sign(signers[0], instructions, signers, await self.blockhash())
+        status = await self.statuses.wait(await self.send(tx))
+        if status.err is not None:
+            raise WorkloadError(f"set-up transaction {tx.signatures[0]} failed: {status.err}")
+        return status
 
+    async def airdrop(self, wallet: str, lamports: int) -> str:
+        return str(await self.rpc.call("requestAirdrop", [wallet, lamports]))
+
+    # -- set-up ---------------------------------------------------------------------------
     async def setup(self) -> None:
-        """Fund users (airdrops) and agents (from the workload's treasury, so the
-        fundings are ordinary marketplace rows the truth accounts for), create USDC."""
-        fund = [self.rpc.call("requestAirdrop", [p.wallet, 50 * LAMPORTS]) for p in self.users]
-        fund.append(self.rpc.call("requestAirdrop", [str(self.poor.pubkey()), LAMPORTS // 100]))
-        fund.append(self.rpc.call("requestAirdrop",
-                                  [str(self.treasury.pubkey()), (len(self.agents) + 1) * 20 * LAMPORTS]))
-        await self.wait_for(await asyncio.gather(*fund), "processed")
-        signatures = []
-        for agent in self.agents:
-            ix = transfer(TransferParams(from_pubkey=self.treasury.pubkey(), to_pubkey=agent.key.pubkey(),
-                                         lamports=20 * LAMPORTS))
-            signature = await self._send(self.treasury, [ix], [self.treasury])
-            self._row("treasury_funding", signature, agent, str(self.treasury.pubkey()), "funding",
-                      20 * LAMPORTS)
-            signatures.append(signature)
-        await self.wait_for(signatures, "processed")
-        await self._setup_usdc()
+        cast, config = self.plan.cast, self.config
+        treasury_needs = (sum(s.legs[0].amount_raw for s in self.plan.setup) + 10 * LAMPORTS_PER_SOL
+                          + LAMPORTS_PER_SOL * (len(cast.users) + len(cast.agents)) // 100)
+        grants = [(u, config.user_lamports) for u in cast.users]
+        grants += [(cast.poor, config.poor_lamports), (cast.treasury, treasury_needs)]
+        drops = await asyncio.gather(*(self.airdrop(w, lamports) for w, lamports in grants))
+        for status in await asyncio.gather(*(self.statuses.wait(s) for s in drops)):
+            if status.err is not None:
+                raise WorkloadError(f"airdrop failed: {status.err}")
+        await asyncio.gather(*(self.run_step(step) for step in self.plan.setup))
+        log.info("workload_funded", users=len(cast.users), agents=len(cast.agents))
+        if config.usdc:
+            await self.setup_usdc()
+        if any(step.via_lookup_table for step in self.plan.steps):
+            await self.setup_lookup_table()
 
-    async def _setup_usdc(self) -> None:
-        payer = self.users[0].key
-        mint_rent = await self.rpc.call("getMinimumBalanceForRentExemption", [82])
-        account_rent = await self.rpc.call("getMinimumBalanceForRentExemption", [165])
-        init_mint = bytes([20, USDC_DECIMALS]) + bytes(payer.pubkey()) + bytes([0])
-        signatures = [await self._send(payer, [
-            create_account(CreateAccountParams(from_pubkey=payer.pubkey(), to_pubkey=self.mint.pubkey(),
-                                               lamports=mint_rent, space=82, owner=TOKEN)),
-            _token_ix(init_mint, [(self.mint.pubkey(), False, True)])], [payer, self.mint])]
-        await self.wait_for(signatures, "processed")
-        signatures = []
-        for index, party in enumerate((*self.users, *self.agents)):
-            account = keypair(self.config.seed, "usdc", index)
-            party.token_account = account.pubkey()
-            instructions = [
-                create_account(CreateAccountParams(from_pubkey=payer.pubkey(), to_pubkey=account.pubkey(),
-                                                   lamports=account_rent, space=165, owner=TOKEN)),
-                _token_ix(bytes([18]) + bytes(party.key.pubkey()),
-                          [(account.pubkey(), False, True), (self.mint.pubkey(), False, False)]),
-                _token_ix(bytes([7]) + (1_000 * 10**USDC_DECIMALS).to_bytes(8, "little"),
-                          [(self.mint.pubkey(), False, True), (account.pubkey(), False, True),
-                           (payer.pubkey(), True, False)]),
-            ]
-            signatures.append(await self._send(payer, instructions, [payer, account]))
-        await self.wait_for(signatures, "processed")
+    async def _missing(self, addresses: Sequence[str]) -> set[str]:
+        answers = await self.rpc.batch([("getAccountInfo", [a, {"encoding": "base64",
+                                                                 "commitment": "processed"}])
+                                        for a in addresses])
+        missing = set()
+        for address, answer in zip(addresses, answers, strict=True):
+            if isinstance(answer, Exception):
+                raise answer
+            if answer.get("value") is None:
+                missing.add(address)
+        return missing
 
-    # -- database ---------------------------------------------------------------------
-    def register(self, url: str) -> None:
-        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
-            conn.execute("INSERT INTO users (wallet_address) SELECT unnest(%s::text[])"
-                         " ON CONFLICT (wallet_address) DO NOTHING", ([u.wallet for u in self.users],))
-            for index, agent in enumerate(self.agents):
-                conn.execute(
-                    "INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
-                    " VALUES (%s, %s, 'A local agent', 'Generated by the AMOCA workload',"
-                    " 'https://example.invalid/agent.png', %s) ON CONFLICT (wallet_address) DO NOTHING",
-                    (f"wl-{self.config.seed}-{index}", f"Agent {index}", agent.wallet))
-            for agent in self.agents:
-                for _ in range(3):
-                    task = uuid.UUID(int=self.rng.getrandbits(128), version=4)
-                    self.tasks[agent.wallet].append(task)
-                    user = self.rng.choice(self.users)
-                    conn.execute(
-                        "INSERT INTO tasks (id, user_id, agent_id, title, description, status, budget)"
-                        " SELECT %s, u.id, a.id, 'Workload task', 'Generated', 'in_progress', 1"
-                        " FROM users u, agents a WHERE u.wallet_address = %s AND a.wallet_address = %s",
-                        (task, user.wallet, agent.wallet))
+    async def setup_usdc(self) -> None:
+        cast, payer = self.plan.cast, self.treasury
+        mint = Pubkey.from_string(cast.mint)
+        if await self._missing([cast.mint]):
+            rent = int(await self.rpc.call("getMinimumBalanceForRentExemption", [txs.MINT_SIZE]))
+            await self.send_and_wait(txs.create_mint(payer.pubkey(), mint, payer.pubkey(), rent),
+                                     [payer, self.keys[cast.mint]])
+        rent = int(await self.rpc.call("getMinimumBalanceForRentExemption", [txs.TOKEN_ACCOUNT_SIZE]))
+        wallets = [*cast.users, *cast.agents]
+        missing = await self._missing([cast.token_accounts[w] for w in wallets])
 
-    def _task(self, agent: _Party) -> uuid.UUID:
-        if not self.tasks[agent.wallet]:
-            self.tasks[agent.wallet].append(uuid.UUID(int=self.rng.getrandbits(128), version=4))
-        return self.rng.choice(self.tasks[agent.wallet])
+        async def prepare(wallet: str) -> None:
+            account = cast.token_accounts[wallet]
+            instructions: list[Instruction] = []
+            signers = [payer]
+            if account in missing:
+                instructions += txs.create_token_account(payer.pubkey(), Pubkey.from_string(account), mint,
+                                                         Pubkey.from_string(wallet), rent)
+                signers.append(self.keys[account])
+            if wallet in cast.users and self.config.user_usdc:
+                instructions.append(txs.mint_to(mint, Pubkey.from_string(account), payer.pubkey(),
+                                                self.config.user_usdc))
+            if instructions:
+                async with self._in_flight:
+                    await self.send_and_wait(instructions, signers)
 
-    # -- traffic ----------------------------------------------------------------------
-    def _row(self, kind: str, signature: str, agent: _Party, counterparty: str, type_: str,
-             raw: int, *, mint: str | None = None, task: uuid.UUID | None = None,
-             refund_of: str | None = None, period: str | None = None, memo: str | None = None,
-             status: str = "confirmed") -> dict[str, Any]:
-        decimals = USDC_DECIMALS if mint else 9
-        row = {"signature": signature, "agent_wallet": agent.wallet, "counterparty_wallet": counterparty,
-               "transaction_type": type_, "status": status,
-               "amount": str(Decimal(raw).scaleb(-decimals)), "amount_raw": raw, "mint": mint,
-               "task_id": str(task) if task else None, "refund_of": refund_of, "period": period,
-               "memo": memo, "kind": kind}
-        self.truth.append(row)
-        return row
+        await asyncio.gather(*(prepare(w) for w in wallets))
+        log.info("workload_usdc_ready", mint=cast.mint, accounts=len(wallets))
 
-    async def one(self, kind: str) -> None:
-        rng = self.rng
-        user, agent = rng.choice(self.users), rng.choice(self.agents)
-        lamports = rng.randint(1, 2000) * 10**6  # 0.001 .. 2 SOL
-        pay = transfer(TransferParams(from_pubkey=user.key.pubkey(), to_pubkey=agent.key.pubkey(),
-                                      lamports=lamports))
-        if kind in ("funding", "funding_plain"):
-            memo = "amoca:1:funding" if kind == "funding" else None
-            ixs = [pay] + ([_memo(memo, user.key.pubkey())] if memo else [])
-            sig = await self._send(user.key, ixs, [user.key])
-            self._row(kind, sig, agent, user.wallet, "funding", lamports, memo=memo)
-        elif kind == "payment":
-            task = self._task(agent)
-            memo = f"amoca:1:payment;task={task}"
-            sig = await self._send(user.key, [pay, _memo(memo, user.key.pubkey())], [user.key])
-            row = self._row(kind, sig, agent, user.wallet, "payment", lamports, task=task, memo=memo)
-            self.payments.append(row)
-        elif kind == "subscription":
-            period = f"2026-{rng.randint(1, 12):02d}"
-            memo = f"amoca:1:subscription;period={period}"
-            sig = await self._send(user.key, [pay, _memo(memo, user.key.pubkey())], [user.key])
-            self._row(kind, sig, agent, user.wallet, "subscription", lamports, period=period, memo=memo)
-        elif kind == "refund":
-            if not self.payments:
-                return await self.one("payment")
-            paid = self.payments.pop(rng.randrange(len(self.payments)))
-            refunder = next(a for a in self.agents if a.wallet == paid["agent_wallet"])
-            memo = f"amoca:1:refund;task={paid['task_id']};refund_of={paid['signature']}"
-            back = transfer(TransferParams(from_pubkey=refunder.key.pubkey(),
-                                           to_pubkey=Pubkey.from_string(paid["counterparty_wallet"]),
-                                           lamports=paid["amount_raw"]))
-            sig = await self._send(refunder.key, [back, _memo(memo, refunder.key.pubkey())], [refunder.key])
-            self._row(kind, sig, refunder, paid["counterparty_wallet"], "refund", paid["amount_raw"],
-                      task=uuid.UUID(paid["task_id"]), refund_of=paid["signature"], memo=memo)
-            paid["status"] = "refunded"
-        elif kind == "usdc_payment":
-            task = self._task(agent)
-            memo = f"amoca:1:payment;task={task}"
-            units = rng.randint(1, 50_000) * 100  # up to 5 USDC
-            assert user.token_account is not None
-            assert agent.token_account is not None
-            ix = _token_ix(bytes([12]) + units.to_bytes(8, "little") + bytes([USDC_DECIMALS]),
-                           [(user.token_account, False, True), (self.mint.pubkey(), False, False),
-                            (agent.token_account, False, True), (user.key.pubkey(), True, False)])
-            sig = await self._send(user.key, [ix, _memo(memo, user.key.pubkey())], [user.key])
-            self._row(kind, sig, agent, user.wallet, "payment", units, mint=str(self.mint.pubkey()),
-                      task=task, memo=memo)
-        elif kind == "failed":
-            memo = "amoca:1:funding"
-            too_much = 10 * LAMPORTS
-            ix = transfer(TransferParams(from_pubkey=self.poor.pubkey(), to_pubkey=agent.key.pubkey(),
-                                         lamports=too_much))
-            sig = await self._send(self.poor, [ix, _memo(memo, self.poor.pubkey())], [self.poor],
-                                   skip_preflight=True)
-            self._row(kind, sig, agent, str(self.poor.pubkey()), "funding", too_much, memo=memo,
-                      status="failed")
-        elif kind == "agent_to_agent":
-            payer = rng.choice([a for a in self.agents if a is not agent] or [agent])
-            if payer is agent:
-                return await self.one("payment")
-            task = self._task(agent)
-            memo = f"amoca:1:payment;task={task}"
-            ix = transfer(TransferParams(from_pubkey=payer.key.pubkey(), to_pubkey=agent.key.pubkey(),
-                                         lamports=lamports))
-            sig = await self._send(payer.key, [ix, _memo(memo, payer.key.pubkey())], [payer.key])
-            self._row(kind, sig, agent, payer.wallet, "payment", lamports, task=task, memo=memo)
-        elif kind == "agent_outgoing":
-            ix = transfer(TransferParams(from_pubkey=agent.key.pubkey(), to_pubkey=user.key.pubkey(),
-                                         lamports=lamports // 10))
-            await self._send(agent.key, [ix], [agent.key])  # not a marketplace transaction: no row
-        elif kind == "invalid_memo":
-            other = rng.choice([a for a in self.agents if a is not agent] or [agent])
-            memo = rng.choice([
-                "amoca:2:payment", "AMOCA:1:payment", "amoca:1:payment;task=not-a-uuid",
-                f"amoca:1:payment;task={self._task(other)}" if other is not agent else "amoca:1:gift",
-                "amoca:1:subscription;period=2026-13",
-            ])
-            sig = await self._send(user.key, [pay, _memo(memo, user.key.pubkey())], [user.key])
-            self._row(kind, sig, agent, user.wallet, "funding", lamports, memo=memo)
-        elif kind == "multi_leg":
-            second = rng.randint(1, 500) * 10**6
-            ixs = [pay, transfer(TransferParams(from_pubkey=user.key.pubkey(),
-                                                to_pubkey=agent.key.pubkey(), lamports=second)),
-                   _memo("amoca:1:funding", user.key.pubkey())]
-            sig = await self._send(user.key, ixs, [user.key])
-            self._row(kind, sig, agent, user.wallet, "funding", lamports + second, memo="amoca:1:funding")
-        else:
-            raise ValueError(f"unknown workload kind {kind!r}")
-        self.kinds[kind] += 1
-        return None
+    async def setup_lookup_table(self) -> None:
+        payer = self.treasury
+        info = await self.rpc.call("getAccountInfo", [str(SLOT_HASHES), {"encoding": "base64",
+                                                                          "commitment": "confirmed"}])
+        if info.get("value") is not None:
+            recent_slot = txs.slot_from_slot_hashes(base64.b64decode(info["value"]["data"][0]))
+        else:  # a node that does not serve the sysvar: a finalized slot is in SlotHashes too
+            recent_slot = await self.rpc.get_slot("finalized")
+        create, table = txs.create_lookup_table(payer.pubkey(), payer.pubkey(), recent_slot)
+        agents = [Pubkey.from_string(a) for a in self.plan.cast.agents[:256]]
+        chunks = [agents[i:i + txs.EXTEND_CHUNK] for i in range(0, len(agents), txs.EXTEND_CHUNK)]
+        last_slot = 0
+        for n, chunk in enumerate(chunks):  # in order: the table's indexes follow the extensions
+            extend = txs.extend_lookup_table(table, payer.pubkey(), payer.pubkey(), chunk)
+            status = await self.send_and_wait([create, extend] if n == 0 else [extend], [payer])
+            last_slot = status.slot
+        # Addresses appended in slot S are usable from slot S + 1.
+        while await self.rpc.get_slot("processed") <= last_slot:
+            await self.sleep(STATUS_POLL)
+        self.lookup_table = AddressLookupTableAccount(table, agents)
+        log.info("workload_lookup_table_ready", table=str(table), addresses=len(agents))
 
-    def write_truth(self, path: Path) -> None:
-        rows = sorted(self.truth, key=lambda r: (r["signature"], r["agent_wallet"]))
-        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    # -- steps ----------------------------------------------------------------------------
+    def _signed_future(self, index: int) -> asyncio.Future[str]:
+        if index not in self._signed:
+            self._signed[index] = asyncio.get_running_loop().create_future()
+        return self._signed[index]
+
+    async def run_step(self, step: Step) -> None:
+        """Send one step (after the payment a refund names is confirmed) and wait for it."""
+        signed = self._signed_future(step.index)
+        try:
+            memo = step.memo
+            if step.refund_of_step is not None:
+                await self._signed_future(step.refund_of_step)
+                paid = await self._confirmed[step.refund_of_step]
+                if paid.err is not None:
+                    raise WorkloadError(f"step {step.index} refunds a payment that failed")
+                memo = resolve_memo(step.memo, self.signatures, step.refund_of_step)
+            async with self._in_flight:
+                if step.kind == "airdrop":
+                    signature = await self.airdrop(step.signer, step.legs[0].amount_raw)
+                else:
+                    tx = txs.step_transaction(step, self.plan.cast, self.keys, await self.blockhash(),
+                                              memo_text=memo, lookup_table=self.lookup_table)
+                    signature = await self.send(tx, skip_preflight=step.expect_error)
+            self.signatures[step.index] = signature
+            signed.set_result(signature)
+        except BaseException as exc:
+            if not signed.done():
+                signed.set_exception(exc)
+                signed.exception()  # retrieved: the step's own task reports it
+            raise
+        confirmed = self._confirmed[step.index] = self.statuses.watch(signature)
+        status = await confirmed
+        self.errors[step.index] = status.err
+        self.sent[step.kind] += 1
+        if (status.err is not None) != step.expect_error:
+            raise WorkloadError(
+                f"step {step.index} ({step.kind}) {signature}: expected "
+                f"{'a failure' if step.expect_error else 'success'}, the chain says err={status.err}")
+
+    async def traffic(self) -> None:
+        """Every planned step at its due time; top-ups land before the step they serve."""
+        start = self.clock()
+        due_index = 0
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for step in self.plan.steps:
+                if step.is_topup:
+                    await self.run_step(step)
+                    continue
+                delay = start + due_index / self.config.rate - self.clock()
+                if delay > 0:
+                    await self.sleep(delay)
+                due_index += 1
+                if step.refund_of_step is not None:
+                    self._signed_future(step.refund_of_step)
+                tasks.append(asyncio.create_task(self.run_step(step)))
+                # Surface a failed step now instead of after the whole schedule.
+                for task in [t for t in tasks if t.done()]:
+                    task.result()
+                    tasks.remove(task)
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run_workload(config: WorkloadConfig, *, register: bool = True) -> WorkloadSummary:
-    """Set up, send ``config.count`` transactions at ``config.rate``, wait for them, write truth."""
-    async with RpcClient([config.rpc_url], max_concurrency=8) as rpc:
-        workload = Workload(config, rpc)
-        await workload.setup()
-        if config.database_url and register:
-            await asyncio.to_thread(workload.register, config.database_url)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for index, kind in enumerate(plan(config)):
-            due = start + index / config.rate
-            if (delay := due - loop.time()) > 0:
-                await asyncio.sleep(delay)
-            await workload.one(kind)
-        marketplace = [r["signature"] for r in workload.truth]
-        errors = await workload.wait_for(marketplace, "confirmed")
-        for row in workload.truth:  # the chain has the last word on failure
-            if errors.get(row["signature"]) is not None:
-                row["status"] = "failed"
-        if config.truth_path is not None:
-            workload.write_truth(config.truth_path)
-        by_type_status = Counter(f"{r['transaction_type']}/{r['status']}" for r in workload.truth)
-        return WorkloadSummary(
-            sent=len(workload.sent), rows=len(workload.truth), by_kind=dict(workload.kinds),
-            by_type_status=dict(by_type_status), agent_wallets=tuple(a.wallet for a in workload.agents),
-            truth_path=str(config.truth_path) if config.truth_path else None,
-            truth=tuple(sorted(workload.truth, key=lambda r: (r["signature"], r["agent_wallet"]))),
-            task_owners={str(t): wallet for wallet, tasks in workload.tasks.items() for t in tasks})
+@contextlib.asynccontextmanager
+async def _watching(statuses: _Statuses) -> AsyncIterator[None]:
+    task = asyncio.create_task(statuses.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def write_truth(path: Path, rows: Sequence[TruthRow]) -> None:
+    """The truth file: one JSON object per line, in the order given (sorted by the planner)."""
+    path.write_bytes(b"".join(orjson.dumps(row.to_json()) + b"\n" for row in rows))
+
+
+def summary_path_for(truth_path: Path) -> Path:
+    return truth_path.with_name(f"{truth_path.stem}.summary.json")
+
+
+async def run_workload(config: WorkloadConfig, *, session: aiohttp.ClientSession | None = None,
+                       register: Register | None = None,
+                       sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> WorkloadSummary:
+    """Set up, register, send the planned traffic, check it against the chain, write the truth.
+
+    ``register`` receives what the database must know before the traffic; by default,
+    when ``config.database_url`` is set, it is inserted there (``register_marketplace``).
+    """
+    if config.rate <= 0:
+        raise ValueError("rate must be positive")
+    plan_ = plan(config)
+    if register is None and config.database_url:
+        url = config.database_url
+
+        async def register_in_database(registration: Registration) -> None:
+            await asyncio.to_thread(register_marketplace, url, registration)
+
+        register = register_in_database
+    log.info("workload_start", rpc=redact_url(config.rpc_url), seed=config.seed,
+             steps=len(plan_.steps), rate=config.rate)
+    async with RpcClient([config.rpc_url], session=session, max_concurrency=config.max_in_flight,
+                         give_up_after=30.0, sleep=sleep) as rpc:
+        sender = _Sender(config, plan_, rpc, sleep=sleep, clock=clock)
+        async with _watching(sender.statuses):
+            await sender.setup()
+            if register is not None:
+                await register(registration_for(plan_))
+                log.info("workload_registered", agents=len(plan_.cast.agents), tasks=len(plan_.tasks))
+            await sender.traffic()
+    rows = truth_rows(plan_, sender.signatures)
+    cast = plan_.cast
+    summary = WorkloadSummary(
+        seed=config.seed, sent=sum(n for k, n in sender.sent.items() if k in KINDS), rows=len(rows),
+        by_kind=dict(sorted((k, n) for k, n in sender.sent.items() if k in (*KINDS, SETUP_KIND))),
+        by_type_status=counts(rows), agent_wallets=cast.agents, user_wallets=cast.users,
+        poor_wallet=cast.poor, treasury_wallet=cast.treasury, mint=cast.mint if config.usdc else None,
+        lookup_table=str(sender.lookup_table.key) if sender.lookup_table else None,
+        truth_path=str(config.truth_path) if config.truth_path else None,
+        summary_path=str(summary_path_for(config.truth_path)) if config.truth_path else None,
+        expected=rows, task_owners={str(t.id): t.agent_wallet for t in plan_.tasks})
+    if config.truth_path is not None:
+        write_truth(config.truth_path, rows)
+        document = {**summary.to_json(), "rpc_url": redact_url(config.rpc_url)}
+        summary_path_for(config.truth_path).write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    log.info("workload_done", sent=summary.sent, rows=summary.rows, by_type_status=summary.by_type_status)
+    return summary

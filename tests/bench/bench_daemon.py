@@ -1,0 +1,129 @@
+"""Daemon latency: notification received → row committed, at a fixed send rate, with many
+watched wallets (most of them idle agents registered only to be subscribed).
+
+    .venv/bin/python tests/bench/bench_daemon.py [watched_wallets] [rate] [count]
+
+The daemon runs in this process (as do the localnet and the workload, which share its
+CPU: the CPU figure is therefore an upper bound). Latency comes from the daemon's own
+`amoca_indexer_ingest_latency_seconds{source="live"}` histogram (bucket-interpolated).
+Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+from solders.keypair import Keypair
+
+from indexer.config import load_settings
+from indexer.daemon import Daemon
+from indexer.db import embedded, migrations
+from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet.workload import WorkloadConfig, run_workload
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    external = os.environ.get("AMOCA_BENCH_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "pg"
+        server = embedded.start(data, durable=False)
+        try:
+            yield server.url()
+        finally:
+            embedded.stop(data, mode="immediate")
+
+
+def quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """From cumulative (upper bound, count) pairs, linear within the bucket."""
+    total = buckets[-1][1]
+    target = q * total
+    lower, below = 0.0, 0.0
+    for upper, cumulative in buckets:
+        if cumulative >= target:
+            if upper == float("inf"):
+                return lower
+            share = (target - below) / (cumulative - below) if cumulative > below else 0.0
+            return lower + (upper - lower) * share
+        lower, below = upper, cumulative
+    return lower
+
+
+def live_buckets(daemon: Daemon) -> list[tuple[float, float]]:
+    found = []
+    for family in daemon.registry.collect():
+        for sample in family.samples:
+            if sample.name == "amoca_indexer_ingest_latency_seconds_bucket" \
+                    and sample.labels.get("source") == "live":
+                found.append((float(sample.labels["le"]), sample.value))
+    return sorted(found)
+
+
+def register_idle_agents(url: str, count: int) -> None:
+    wallets = [str(Keypair().pubkey()) for _ in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+            " SELECT 'idle-' || w, 'Idle', 'idle', 'idle', 'https://example.invalid/a.png', w"
+            " FROM unnest(%s::text[]) AS w", (wallets,))
+
+
+async def main(watched: int, rate: float, count: int) -> None:
+    with postgres() as admin:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE bench_daemon")
+        url = admin.replace("dbname=postgres", "dbname=bench_daemon") if "dbname=" in admin else \
+            admin.rsplit("/", 1)[0] + "/bench_daemon"
+        with psycopg.connect(url, autocommit=True) as conn:
+            migrations.migrate(conn)
+        register_idle_agents(url, max(0, watched - 5))
+        async with Localnet(LocalnetConfig(port=0, slot_ms=40, finality_slots=6)) as net:
+            settings = replace(load_settings(), rpc_urls=(net.http_url,), ws_url=net.ws_url,
+                               metrics_port=0)
+            daemon = Daemon(settings, url)
+            runner = asyncio.create_task(daemon.run())
+            started = time.perf_counter()
+            await daemon.active.wait()
+            subscribed = 0.0
+            for _ in range(6000):  # at most ten minutes
+                subscribed = daemon.registry.get_sample_value("amoca_indexer_ws_subscriptions") or 0.0
+                if subscribed >= watched - 5:
+                    break
+                await asyncio.sleep(0.1)
+            print(f"{subscribed:.0f} subscriptions active in {time.perf_counter() - started:.1f} s")
+            cpu, wall = time.process_time(), time.perf_counter()
+            summary = await run_workload(WorkloadConfig(
+                rpc_url=net.http_url, rate=rate, count=count, agents=5, users=20, seed=21,
+                database_url=url))
+            await daemon.pipeline.wait_idle()
+            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+            buckets = live_buckets(daemon)
+            daemon.stopping.set()
+            await runner
+    observed = buckets[-1][1] if buckets else 0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"workload: {summary.sent} tx at {rate:.0f} tx/s target, {wall:.1f} s wall")
+    if observed:
+        print(f"ingest latency (live, {observed:.0f} units): p50 {quantile(buckets, 0.5) * 1000:.1f} ms,"
+              f" p99 {quantile(buckets, 0.99) * 1000:.1f} ms")
+    print(f"CPU (whole process: daemon + localnet + workload): {cpu:.1f} s = "
+          f"{cpu / max(1, summary.sent) * 1000:.2f} ms/tx; peak RSS {rss_mb:.0f} MiB")
+
+
+if __name__ == "__main__":
+    arguments = [*sys.argv[1:], "", "", ""]
+    asyncio.run(main(int(arguments[0] or 10_000), float(arguments[1] or 500),
+                     int(arguments[2] or 2000)))

@@ -1,0 +1,284 @@
+"""`amoca-indexer backfill` end to end: the CLI as a real process against the localnet and
+PostgreSQL, on a history the workload wrote before any indexer ran.
+
+Backfill writes rows as ``pending`` (or ``failed``); only the daemon's finality tracker
+moves them on. A backfill-only database therefore equals the ground truth in every
+column but status, and its status is ``failed`` exactly where the truth's is.
+
+One history serves the whole module: the workload runs once against one localnet and
+registers its agents, users and tasks in a database that every test copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+import pytest_asyncio
+from psycopg import conninfo, sql
+
+from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet.workload import WorkloadConfig, run_workload
+from indexer.rpc import RpcClient
+from tests.e2e.harness import (
+    database_rows,
+    differences,
+    eventually,
+    expected_rows,
+    running_daemon,
+    stats_consistent,
+)
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
+WORKLOAD = WorkloadConfig(rate=500, count=200, agents=5, users=8, seed=3)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    net: Localnet
+    database: str  # holds the workload's agents, users and tasks (and nothing indexed)
+    truth: tuple[dict[str, Any], ...]
+    agents: tuple[str, ...]
+
+
+def _url(admin_url: str, name: str) -> str:
+    return conninfo.make_conninfo(admin_url, dbname=name)
+
+
+def _create(admin_url: str, name: str, template: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template)))
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def history(pg_admin_url: str, migrated_template: str) -> AsyncIterator[History]:
+    name = f"amoca_history_{uuid.uuid4().hex[:12]}"
+    _create(pg_admin_url, name, migrated_template)
+    try:
+        async with Localnet(CLUSTER) as net:
+            config = WorkloadConfig(**{**_fields(WORKLOAD), "rpc_url": net.http_url,
+                                       "database_url": _url(pg_admin_url, name)})
+            summary = await run_workload(config)
+            yield History(net, name, summary.truth, summary.agent_wallets)
+    finally:
+        _drop(pg_admin_url, name)
+
+
+def _fields(config: WorkloadConfig) -> dict[str, Any]:
+    return {name: getattr(config, name) for name in config.__slots__}
+
+
+@pytest.fixture
+def history_db(pg_admin_url: str, history: History) -> Iterator[str]:
+    """A fresh copy of the history's database: registered agents, nothing indexed."""
+    name = f"amoca_bf_{uuid.uuid4().hex[:12]}"
+    _create(pg_admin_url, name, history.database)
+    try:
+        yield _url(pg_admin_url, name)
+    finally:
+        _drop(pg_admin_url, name)
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    def summary(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads(self.stdout)
+        return parsed
+
+
+def _args(url: str, rpc_url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "indexer", "backfill", "--database-url", url,
+            "--rpc-url", rpc_url, *args]
+
+
+async def backfill(url: str, rpc_url: str, *args: str) -> Run:
+    process = await asyncio.create_subprocess_exec(
+        *_args(url, rpc_url, *args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+def backfilled(truth: tuple[dict[str, Any], ...]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """The truth as a backfill alone leaves it: every status pending but failures."""
+    return {key: (user, type_, "failed" if status == "failed" else "pending", *rest)
+            for key, (user, type_, status, *rest) in expected_rows(truth).items()}
+
+
+def assert_equal(expected: dict[tuple[str, str], tuple[Any, ...]], url: str) -> None:
+    problems = differences(expected, database_rows(url))
+    assert not problems, "\n".join(problems[:15])
+
+
+def _scalar(url: str, query: str) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _progress(url: str) -> dict[str, tuple[bool, Any]]:
+    with psycopg.connect(url) as conn:
+        return {w: (d, u) for w, d, u in conn.execute(
+            "SELECT wallet_address, done, updated_at FROM backfill_progress").fetchall()}
+
+
+async def test_backfill_of_the_whole_history_equals_the_truth(history: History, history_db: str) -> None:
+    run = await backfill(history_db, history.net.http_url, "--all", "--json")
+    assert run.code == 0, run.stderr
+    summary = run.summary()
+    assert summary["wallets"] == len(history.agents)
+    assert summary["token_accounts"] == len(history.agents)  # one USDC account each
+    assert summary["wallets_failed"] == {}
+    assert summary["dead_letters"] == {}
+    assert_equal(backfilled(history.truth), history_db)
+    # Progress is kept per address: every wallet and every token account is done.
+    progress = _progress(history_db)
+    assert len(progress) == 2 * len(history.agents)
+    assert all(done for done, _ in progress.values())
+    assert set(history.agents) <= set(progress)
+    # Run again: nothing left to do, nothing written twice.
+    again = await backfill(history_db, history.net.http_url, "--all", "--json")
+    assert again.code == 0, again.stderr
+    assert again.summary()["transactions_processed"] == 0
+    assert_equal(backfilled(history.truth), history_db)
+
+
+async def test_one_wallet_brings_its_token_transfers(history: History, history_db: str) -> None:
+    usdc = {r["agent_wallet"] for r in history.truth if r["mint"] is not None}
+    wallet = sorted(usdc)[0]
+    run = await backfill(history_db, history.net.http_url, "--wallet", wallet, "--json")
+    assert run.code == 0, run.stderr
+    mine = tuple(r for r in history.truth if r["agent_wallet"] == wallet)
+    assert any(r["mint"] is not None for r in mine)
+    assert_equal(backfilled(mine), history_db)
+
+
+async def test_killed_mid_run_resumes_where_it_stopped(history: History, history_db: str) -> None:
+    net = history.net
+    # Slow every RPC answer so the run is certainly mid-way when it dies.
+    net.faults.latency_ms, net.faults.latency_until = 30.0, float("inf")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1",
+                   "--batch-size", "1"),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        await eventually(
+            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
+            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        process.send_signal(signal.SIGKILL)
+        assert await asyncio.wait_for(process.wait(), 10) == -signal.SIGKILL
+    finally:
+        net.faults.latency_ms, net.faults.latency_until = 0.0, 0.0
+    before = _progress(history_db)
+    finished = {address for address, (done, _) in before.items() if done}
+    assert finished
+    assert len(finished) < 2 * len(history.agents), "the run ended before it was killed"
+    assert differences(backfilled(history.truth), database_rows(history_db)) != []
+
+    run = await backfill(history_db, net.http_url, "--all", "--json")
+    assert run.code == 0, run.stderr
+    assert_equal(backfilled(history.truth), history_db)
+    after = _progress(history_db)
+    assert len(after) == 2 * len(history.agents)
+    assert all(done for done, _ in after.values())
+    # The addresses finished before the kill were not paged again.
+    assert {a: before[a] for a in finished} == {a: after[a] for a in finished}
+    assert run.summary()["signatures_scanned"] < len({r["signature"] for r in history.truth})
+
+
+async def test_beside_the_daemon_the_database_equals_the_truth(history: History,
+                                                               history_db: str) -> None:
+    net = history.net
+    async with running_daemon(history_db, net.http_url, net.ws_url) as daemon:
+        # The backfill runs while the daemon catches up on the same history and indexes
+        # live traffic of new agents (registered mid-run).
+        live = WorkloadConfig(rpc_url=net.http_url, rate=300, count=40, agents=2, users=4, seed=4,
+                              database_url=history_db)
+        run, more = await asyncio.gather(
+            backfill(history_db, net.http_url, "--all", "--json"), run_workload(live))
+        assert run.code == 0, run.stderr
+        expected = expected_rows([*history.truth, *more.truth])  # final statuses: the daemon finalizes
+        await eventually(lambda: differences(expected, database_rows(history_db)), deadline=60,
+                         what="database equal to the ground truth")
+        assert stats_consistent(history_db)
+        assert await daemon.stop() == 0, daemon.tail()
+
+
+async def _slots(rpc_url: str, signatures: list[str]) -> dict[str, int]:
+    async with RpcClient([rpc_url]) as rpc:
+        statuses = await rpc.get_signature_statuses(signatures)
+    slots = {}
+    for signature, status in zip(signatures, statuses, strict=True):
+        assert status is not None
+        slots[signature] = int(status.slot)
+    return slots
+
+
+async def test_a_slot_range_writes_only_that_range(history: History, history_db: str) -> None:
+    slots = await _slots(history.net.http_url, sorted({r["signature"] for r in history.truth}))
+    ordered = sorted(set(slots.values()))
+    since, until = ordered[len(ordered) // 3], ordered[2 * len(ordered) // 3]
+    inside = tuple(r for r in history.truth if since <= slots[r["signature"]] <= until)
+    assert 0 < len(inside) < len(history.truth)
+    run = await backfill(history_db, history.net.http_url, "--all", "--json",
+                         "--since", str(since), "--until", str(until))
+    assert run.code == 0, run.stderr
+    assert_equal(backfilled(inside), history_db)
+
+
+async def test_dry_run_writes_nothing_but_counts(history: History, history_db: str) -> None:
+    run = await backfill(history_db, history.net.http_url, "--all", "--json", "--dry-run")
+    assert run.code == 0, run.stderr
+    summary = run.summary()
+    assert summary["dry_run"] is True
+    assert sum(summary["rows_written_by_type_status"].values()) == len(history.truth)
+    assert summary["transactions_processed"] >= len({r["signature"] for r in history.truth})
+    assert _scalar(history_db, "SELECT count(*) FROM transactions") == 0
+    assert _scalar(history_db, "SELECT count(*) FROM backfill_progress") == 0
+
+
+async def test_user_mistakes_give_one_clear_line(history: History, history_db: str) -> None:
+    rpc = history.net.http_url
+    stranger = "Vote111111111111111111111111111111111111111"
+    cases = {
+        "unknown wallet": ((history_db, rpc, "--wallet", stranger), "not an agent wallet"),
+        "since after until": ((history_db, rpc, "--all", "--since", "200", "--until", "100"),
+                              "is after --until"),
+        "bad date": ((history_db, rpc, "--all", "--since", "2026-13-45"), "not a slot"),
+        "bad signature": ((history_db, rpc, "--all", "--until", "0OIl" * 20), "not a slot"),
+        "bad wallet": ((history_db, rpc, "--wallet", "not-a-wallet"), "not a base58 wallet"),
+        "unreachable rpc": ((history_db, "http://127.0.0.1:9/secret-key-xyz", "--all", "--json"),
+                            "cannot reach the RPC endpoint"),
+        "no target": ((history_db, rpc), "either --wallet"),
+    }
+    runs = await asyncio.gather(*(backfill(*args) for args, _ in cases.values()))
+    for (case, (_, message)), run in zip(cases.items(), runs, strict=True):
+        assert run.code != 0, case
+        assert "Traceback" not in run.stderr + run.stdout, (case, run.stderr)
+        errors = [line for line in run.stderr.splitlines()
+                  if line.startswith(("Error:", "amoca-indexer:"))]
+        assert len(errors) == 1, (case, run.stderr)
+        assert message in errors[0], (case, errors[0])
+        assert "secret-key-xyz" not in run.stderr + run.stdout, case
+    assert _scalar(history_db, "SELECT count(*) FROM transactions") == 0

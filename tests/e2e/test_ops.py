@@ -1,0 +1,136 @@
+"""The operations endpoint of a real daemon process: `/metrics` carries the DESIGN's metrics
+with values that match the traffic it indexed, `/healthz` and `/readyz` answer, and the
+RPC URL's secret path reaches neither the metrics nor the log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+
+from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet.workload import WorkloadConfig, run_workload
+from tests.e2e.harness import (
+    DaemonProcess,
+    database_rows,
+    differences,
+    eventually,
+    expected_rows,
+    running_daemon,
+)
+
+CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=13)
+SECRET = "secret-key-xyz"  # noqa: S105 -- a fake API key, to catch leaks
+
+
+def ops_port(daemon: DaemonProcess) -> int:
+    for line in daemon.log:
+        if line.startswith("{"):
+            event: dict[str, Any] = orjson.loads(line)
+            if event.get("event") == "ops_listening":
+                return int(event["port"])
+    raise AssertionError(f"no ops_listening line in the daemon log:\n{daemon.tail()}")
+
+
+def samples(text: str) -> dict[str, float]:
+    """Sample name (labels summed away) -> value."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> None:
+    async with Localnet(CLUSTER) as net, aiohttp.ClientSession() as http:
+        secret_url = f"{net.http_url}/{SECRET}"  # the localnet ignores the path
+        async with running_daemon(db_url, secret_url, net.ws_url) as daemon:
+            await daemon.wait_logged("ops_listening")
+            base = f"http://127.0.0.1:{ops_port(daemon)}"
+            summary = await run_workload(WorkloadConfig(
+                rpc_url=net.http_url, rate=300, count=80, agents=4, users=6, seed=31,
+                database_url=db_url))
+            expected = expected_rows(summary.truth)
+            await eventually(lambda: differences(expected, database_rows(db_url)), deadline=60,
+                             what="database equal to the ground truth")
+
+            metrics: dict[str, float] = {}
+            text = ""
+
+            def metrics_problems() -> list[str]:
+                wanted = {
+                    "amoca_indexer_transactions_written_total": lambda v: v >= len(expected),
+                    "amoca_indexer_rpc_requests_total": lambda v: v > 0,
+                    "amoca_indexer_ws_connections": lambda v: v >= 1,
+                    # every agent wallet and its USDC token account
+                    "amoca_indexer_ws_subscriptions": lambda v: v >= len(summary.agent_wallets),
+                    "amoca_indexer_watched_wallets": lambda v: v >= len(summary.agent_wallets),
+                    "amoca_indexer_notifications_total": lambda v: v > 0,
+                    "amoca_indexer_ingest_latency_seconds_count": lambda v: v > 0,
+                    "amoca_indexer_pending_finality_rows": lambda v: v == 0,
+                    "amoca_indexer_finality_transitions_total": lambda v: v > 0,
+                    "amoca_indexer_db_batch_seconds_count": lambda v: v > 0,
+                    "amoca_indexer_chain_slot": lambda v: v > 0,
+                    "amoca_indexer_transactions_decoded_total": lambda v: v >= len(expected),
+                    "amoca_indexer_rpc_request_seconds_count": lambda v: v > 0,
+                    "amoca_indexer_block_to_commit_seconds_count": lambda v: v > 0,
+                    "amoca_indexer_db_batch_rows_count": lambda v: v > 0,
+                    # present from the start, whatever their value
+                    "amoca_indexer_slot_lag": lambda v: v >= 0,
+                    "amoca_indexer_ws_reconnects_total": lambda v: v >= 0,
+                    "amoca_indexer_duplicates_total": lambda v: v >= 0,
+                    "amoca_indexer_rankings_refresh_seconds_count": lambda v: v >= 0,
+                    "amoca_indexer_rankings_last_success_timestamp_seconds": lambda v: v >= 0,
+                    "amoca_indexer_backfill_wallets_remaining": lambda v: v >= 0,
+                }
+                return [f"{name} = {metrics.get(name)}" for name, ok in wanted.items()
+                        if name not in metrics or not ok(metrics[name])]
+
+            async def poll() -> list[str]:
+                nonlocal metrics, text
+                async with http.get(f"{base}/metrics") as response:
+                    assert response.status == 200
+                    text = await response.text()
+                metrics = samples(text)
+                return metrics_problems()
+
+            await eventually_async(poll, deadline=30, what="metrics after the workload")
+            assert metrics["amoca_indexer_ingest_latency_seconds_sum"] >= 0
+
+            async with http.get(f"{base}/healthz") as response:
+                assert response.status == 200
+                assert (await response.json())["status"] == "ok"
+
+            readiness: dict[str, Any] = {}
+
+            async def ready() -> list[str]:
+                nonlocal readiness
+                async with http.get(f"{base}/readyz") as response:
+                    readiness = await response.json()
+                    return [] if response.status == 200 else [f"{response.status}: {readiness}"]
+
+            await eventually_async(ready, deadline=30, what="/readyz 200")
+            assert readiness["ready"] is True
+            assert readiness["checks"], readiness
+            assert all(check["ok"] for check in readiness["checks"].values())
+
+            assert SECRET not in text
+            assert SECRET not in orjson.dumps(readiness).decode()
+            assert await daemon.stop() == 0, daemon.tail()
+        assert daemon.log, "the daemon logged nothing"
+        assert not [line for line in daemon.log if SECRET in line]
+
+
+async def eventually_async(check: Callable[[], Awaitable[list[str]]], *, deadline: float,
+                           what: str) -> None:
+    """`eventually` for a check that awaits (an HTTP request): re-check every 200 ms."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while problems := await check():
+        if loop.time() > end:
+            raise AssertionError(f"{what} not reached in {deadline} s:\n" + "\n".join(problems))
+        await asyncio.sleep(0.2)
