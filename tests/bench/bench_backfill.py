@@ -15,17 +15,14 @@ import asyncio
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
+from benchdb import postgres  # a sibling module: benchmarks run as scripts from this folder
 from psycopg import conninfo, sql
 from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
@@ -33,7 +30,7 @@ from solders.signature import Signature
 from indexer.backfill import Range
 from indexer.commands.backfill import _run as run_backfill_command
 from indexer.config import load_settings
-from indexer.db import embedded, migrations
+from indexer.db import migrations
 from indexer.decode import decode_transaction
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -50,21 +47,6 @@ SELECT %s, a.id, (SELECT id FROM users WHERE wallet_address = %s), %s, %s, %s,
 FROM agents a WHERE a.wallet_address = %s
 ON CONFLICT (transaction_signature, agent_id) DO NOTHING
 """
-
-
-@contextmanager
-def postgres() -> Iterator[str]:
-    external = os.environ.get("AMOCA_BENCH_DATABASE_URL")
-    if external:
-        yield external
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "pg"
-        server = embedded.start(data, durable=False)
-        try:
-            yield server.url()
-        finally:
-            embedded.stop(data, mode="immediate")
 
 
 def with_database(url: str, name: str) -> str:

@@ -12,39 +12,20 @@ Prints figures; asserts nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import resource
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import psycopg
+from benchdb import postgres  # a sibling module: benchmarks run as scripts from this folder
 from solders.keypair import Keypair
 
 from indexer.config import load_settings
 from indexer.daemon import Daemon
-from indexer.db import embedded, migrations
+from indexer.db import migrations
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
-
-
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    external = os.environ.get("AMOCA_BENCH_DATABASE_URL")
-    if external:
-        yield external
-        return
-    with tempfile.TemporaryDirectory() as folder:
-        data = Path(folder) / "pg"
-        server = embedded.start(data, durable=False)
-        try:
-            yield server.url()
-        finally:
-            embedded.stop(data, mode="immediate")
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
