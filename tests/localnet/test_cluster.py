@@ -1,0 +1,277 @@
+"""The local cluster over real sockets: third-party clients, response shapes against real
+mainnet answers, JSON-RPC errors, PubSub commitment levels, and every fault on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from solana.rpc.async_api import AsyncClient
+from solana.rpc.core import RPCException
+from solana.rpc.websocket_api import SolanaWsClient
+from solders.instruction import AccountMeta, Instruction
+from solders.keypair import Keypair
+from solders.message import MessageV0
+from solders.pubkey import Pubkey
+from solders.rpc.config import RpcTransactionLogsFilterMentions
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
+
+from indexer.localnet import Localnet, LocalnetConfig
+from tests.support.paths import shared_dir
+
+MEMO = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
+FIXTURES = shared_dir() / "fixtures"
+
+
+@pytest.fixture
+async def net() -> AsyncIterator[Localnet]:
+    async with Localnet(LocalnetConfig(port=0, slot_ms=25, finality_slots=4, seed=3)) as cluster:
+        yield cluster
+
+
+async def rpc(net: Localnet, method: str, params: list[Any] | None = None,
+              session: aiohttp.ClientSession | None = None) -> dict[str, Any]:
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    async with aiohttp.ClientSession() as own, (session or own).post(net.http_url, json=body) as response:
+        assert response.status == 200
+        answer: dict[str, Any] = await response.json()
+        return answer
+
+
+def memo_transfer(net: Localnet, payer: Keypair, to: Pubkey, lamports: int,
+                  memo: bytes) -> VersionedTransaction:
+    blockhash, _ = net.ledger.latest_blockhash
+    from solders.hash import Hash
+
+    message = MessageV0.try_compile(payer.pubkey(), [
+        transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=lamports)),
+        Instruction(MEMO, memo, [AccountMeta(payer.pubkey(), True, False)])], [], Hash.from_string(blockhash))
+    return VersionedTransaction(message, [payer])
+
+
+async def funded(net: Localnet) -> Keypair:
+    payer = Keypair()
+    signature = net.ledger.airdrop(payer.pubkey(), 10 * 10**9)
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(signature, "processed")
+    return payer
+
+
+async def test_solana_py_clients_work_against_it(net: Localnet) -> None:
+    client = AsyncClient(net.http_url)
+    try:
+        payer, agent = await funded(net), Keypair()
+        async with SolanaWsClient(net.ws_url) as ws:
+            await ws.logs_subscribe(filter_=RpcTransactionLogsFilterMentions(agent.pubkey()),
+                                    commitment="confirmed")
+            sent = await client.send_transaction(memo_transfer(net, payer, agent.pubkey(), 10**9,
+                                                               b"amoca:1:funding"))
+            note = await asyncio.wait_for(ws.recv(), 10)
+        assert str(sent.value) in str(note)
+        for encoding in ("json", "jsonParsed", "base64"):
+            fetched = await client.get_transaction(sent.value, encoding=encoding, commitment="confirmed",
+                                                   max_supported_transaction_version=0)
+            assert fetched.value is not None
+            assert fetched.value.transaction.meta is not None
+            assert fetched.value.transaction.meta.fee == 5000
+        balance = await client.get_balance(agent.pubkey(), commitment="processed")
+        assert balance.value == 10**9
+        page = await client.get_signatures_for_address(agent.pubkey(), limit=1, commitment="confirmed")
+        assert [str(s.signature) for s in page.value] == [str(sent.value)]
+        assert page.value[0].memo == "[15] amoca:1:funding"
+        statuses = await client.get_signature_statuses([sent.value])
+        assert statuses.value[0] is not None
+        broke = Keypair()
+        with pytest.raises(RPCException, match="simulation failed"):
+            await client.send_transaction(memo_transfer(net, broke, agent.pubkey(), 10**9, b"x"))
+    finally:
+        await client.close()
+
+
+def key_paths(value: Any, prefix: str = "") -> set[str]:
+    """Every key path in a JSON value (list items merged), for shape comparison."""
+    paths: set[str] = set()
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            paths.add(f"{prefix}.{key}")
+            paths |= key_paths(inner, f"{prefix}.{key}")
+    elif isinstance(value, list):
+        for inner in value:
+            paths |= key_paths(inner, f"{prefix}[]")
+    return paths
+
+
+def fixture_result(name: str) -> dict[str, Any]:
+    document = orjson.loads((FIXTURES / "getTransaction" / name).read_bytes())
+    result: dict[str, Any] = document.get("result", document)
+    return result
+
+
+@pytest.mark.parametrize(("encoding", "fixture", "ignore"), [
+    ("json", "audius_2ML2h2_mainnet_v0_4alts_jupiter_swap.json.response.json", ("returnData",)),
+    ("base64", "crosschain_2aoWC4_mainnet_v0_alt_SOL_USDC.base64.result.json", ("returnData",)),
+])
+async def test_get_transaction_has_every_key_a_real_node_sends(
+        net: Localnet, encoding: str, fixture: str, ignore: tuple[str, ...]) -> None:
+    payer = await funded(net)
+    tx = memo_transfer(net, payer, Keypair().pubkey(), 10**9, b"amoca:1:funding")
+    signature = net.ledger.send(tx)
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(signature, "confirmed")
+    ours = (await rpc(net, "getTransaction", [signature, {
+        "encoding": encoding, "maxSupportedTransactionVersion": 0, "commitment": "confirmed"}]))["result"]
+    real = fixture_result(fixture)
+    # Compare the containers both have; lists of items merged; optional ones listed.
+    missing = {p for p in key_paths(real) - key_paths(ours)
+               if not any(i in p for i in ignore) and "innerInstructions[]" not in p
+               and "TokenBalances[]" not in p and "addressTableLookups" not in p and "rewards[]" not in p}
+    assert missing == set()
+
+
+async def test_logs_notification_shape_matches_the_documented_one(net: Localnet) -> None:
+    real = orjson.loads((FIXTURES / "websocket" / "docs_logsNotification.json").read_bytes())
+    payer, agent = await funded(net), Keypair()
+    async with aiohttp.ClientSession() as session, session.ws_connect(net.ws_url) as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "logsSubscribe",
+                            "params": [{"mentions": [str(agent.pubkey())]}, {"commitment": "processed"}]})
+        assert (await ws.receive_json())["result"] >= 1
+        net.ledger.send(memo_transfer(net, payer, agent.pubkey(), 10**9, b"hello"))
+        note = await asyncio.wait_for(ws.receive_json(), 10)
+    assert key_paths(note) == key_paths(real)
+
+
+@pytest.mark.parametrize(("body", "code"), [
+    (b"{not json", -32700),
+    (b"[]", -32600),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "noSuchMethod"}', -32601),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "getBalance", "params": ["not-a-key"]}', -32602),
+    (b'{"jsonrpc": "2.0", "id": 1, "method": "getTransaction", "params": '
+     b'["5hJfaZoyzjbyP7kXv2hfaFKNJNbyh8P3p5UPDZTSawVGLN4Qfe4KifSzRHyoBkTNsMNuK3uXkXqJk81AqkTJwQUg", '
+     b'{"commitment": "processed"}]}', -32602),
+])
+async def test_json_rpc_errors_as_real_nodes_answer(net: Localnet, body: bytes, code: int) -> None:
+    async with aiohttp.ClientSession() as session, session.post(
+            net.http_url, data=body, headers={"Content-Type": "application/json"}) as response:
+        assert response.status == 200
+        answer = await response.json()
+    assert answer["error"]["code"] == code
+
+
+async def test_batches_keep_ids_and_get_is_refused(net: Localnet) -> None:
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "getSlot"} for i in range(5)]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(net.http_url, json=batch) as response:
+            answers = await response.json()
+        async with session.get(net.http_url) as response:
+            assert response.status == 405
+    assert sorted(a["id"] for a in answers) == list(range(5))
+
+
+async def test_mentions_takes_one_key_and_levels_arrive_in_order(net: Localnet) -> None:
+    payer, agent = await funded(net), Keypair()
+    async with aiohttp.ClientSession() as session, session.ws_connect(net.ws_url) as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "logsSubscribe",
+                            "params": [{"mentions": [str(agent.pubkey()), str(payer.pubkey())]}]})
+        refused = await ws.receive_json()
+        assert refused["error"] == {"code": -32602, "message": "Invalid Request: Only 1 address supported"}
+        for request_id, level in enumerate(("processed", "confirmed", "finalized"), start=2):
+            await ws.send_json({"jsonrpc": "2.0", "id": request_id, "method": "logsSubscribe",
+                                "params": [{"mentions": [str(agent.pubkey())]}, {"commitment": level}]})
+        subs = {(await ws.receive_json())["result"]: level
+                for level in ("processed", "confirmed", "finalized")}
+        signature = net.ledger.send(memo_transfer(net, payer, agent.pubkey(), 10**9, b"levels"))
+        landed = net.ledger.by_signature[signature].slot
+        arrivals = []
+        for _ in range(3):
+            note = await asyncio.wait_for(ws.receive_json(), 10)
+            level = subs[note["params"]["subscription"]]
+            arrivals.append(level)
+            assert net.ledger.slot_at(level) >= landed
+    assert arrivals == ["processed", "confirmed", "finalized"]
+
+
+async def test_faults_do_what_they_say(net: Localnet) -> None:
+    async with aiohttp.ClientSession() as session:
+        async def admin(action: str, body: dict[str, Any] | None = None) -> Any:
+            async with session.post(f"{net.admin_url}/{action}", json=body or {}) as response:
+                return response.status, await response.json()
+
+        async def get_slot() -> aiohttp.ClientResponse:
+            return await session.post(net.http_url, json={"jsonrpc": "2.0", "id": 1, "method": "getSlot"})
+
+        await admin("http-errors", {"status": 429, "fraction": 1.0, "retry_after": 3})
+        response = await get_slot()
+        assert (response.status, response.headers["Retry-After"]) == (429, "3")
+        await admin("http-errors", {"status": 503, "fraction": 1.0})
+        assert (await get_slot()).status == 503
+        await admin("clear")
+        assert (await get_slot()).status == 200
+        await admin("latency", {"ms": 150})
+        started = time.monotonic()
+        await get_slot()
+        assert time.monotonic() - started >= 0.15
+        await admin("clear")
+        await admin("refuse", {"seconds": 60})
+        with pytest.raises(aiohttp.ClientError):
+            async with session.post(net.http_url, json={"jsonrpc": "2.0", "id": 1, "method": "getSlot"},
+                                    headers={"Connection": "close"}) as refused:
+                await refused.read()
+        await admin("clear")
+        assert (await get_slot()).status == 200
+        state = await (await session.get(f"{net.admin_url}/state")).json()
+        assert state["faults"]["refusing"] is False
+
+
+async def test_dropped_websockets_and_notifications(net: Localnet) -> None:
+    payer, agent = await funded(net), Keypair()
+    async with aiohttp.ClientSession() as session, session.ws_connect(net.ws_url) as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "logsSubscribe",
+                            "params": [{"mentions": [str(agent.pubkey())]}, {"commitment": "processed"}]})
+        await ws.receive_json()
+        net.faults.drop_fraction, net.faults.drop_until = 1.0, float("inf")
+        net.ledger.send(memo_transfer(net, payer, agent.pubkey(), 10**9, b"lost"))
+        async with asyncio.timeout(10):
+            await net.wait_for_slot(net.ledger.slot + 3)
+        assert net.faults.dropped_notifications >= 1
+        async with session.post(f"{net.admin_url}/drop-websockets") as response:
+            assert response.status == 200
+        closing = await asyncio.wait_for(ws.receive(), 10)
+        assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_fork_removes_a_confirmed_slot_everywhere(net: Localnet) -> None:
+    payer, agent = await funded(net), Keypair()
+    signature = net.ledger.send(memo_transfer(net, payer, agent.pubkey(), 10**9, b"forked"))
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(signature, "confirmed")
+    slot = net.ledger.by_signature[signature].slot
+    async with aiohttp.ClientSession() as session, session.post(
+            f"{net.admin_url}/fork", json={"slot": slot}) as response:
+        dropped = (await response.json())["result"]
+    assert signature in dropped["signatures"]
+    assert (await rpc(net, "getTransaction", [signature, {"commitment": "confirmed"}]))["result"] is None
+    assert (await rpc(net, "getSignatureStatuses", [[signature]]))["result"]["value"] == [None]
+    assert (await rpc(net, "getSignaturesForAddress", [str(agent.pubkey()),
+                                                       {"commitment": "confirmed"}]))["result"] == []
+    assert (await rpc(net, "getBalance", [str(agent.pubkey())]))["result"]["value"] == 0
+
+
+async def test_send_base58_and_base64_and_v0_version_rule(net: Localnet) -> None:
+    payer = await funded(net)
+    wire = bytes(memo_transfer(net, payer, Keypair().pubkey(), 10**9, b"b64"))
+    from indexer.decode.base58 import b58encode
+
+    sent64 = (await rpc(net, "sendTransaction", [base64.b64encode(wire).decode(), {"encoding": "base64"}]))
+    wire58 = bytes(memo_transfer(net, payer, Keypair().pubkey(), 2 * 10**9, b"b58"))
+    sent58 = (await rpc(net, "sendTransaction", [b58encode(wire58)]))
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(sent58["result"], "confirmed")
+    unversioned = await rpc(net, "getTransaction", [sent64["result"], {"commitment": "confirmed"}])
+    assert unversioned["error"]["code"] == -32015
