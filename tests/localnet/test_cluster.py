@@ -275,3 +275,33 @@ async def test_send_base58_and_base64_and_v0_version_rule(net: Localnet) -> None
         await net.wait_for_signature(sent58["result"], "confirmed")
     unversioned = await rpc(net, "getTransaction", [sent64["result"], {"commitment": "confirmed"}])
     assert unversioned["error"]["code"] == -32015
+
+
+async def test_signature_slot_and_root_subscriptions(net: Localnet) -> None:
+    payer = await funded(net)
+    tx = memo_transfer(net, payer, Keypair().pubkey(), 10**9, b"sub")
+    async with aiohttp.ClientSession() as session, session.ws_connect(net.ws_url) as ws:
+        await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "signatureSubscribe",
+                            "params": [str(tx.signatures[0]), {"commitment": "confirmed"}]})
+        await ws.send_json({"jsonrpc": "2.0", "id": 2, "method": "slotSubscribe"})
+        await ws.send_json({"jsonrpc": "2.0", "id": 3, "method": "rootSubscribe"})
+        ids = {}
+        for _ in range(3):
+            answer = await ws.receive_json()
+            ids[answer["id"]] = answer["result"]
+        net.ledger.send(tx)
+        seen: dict[str, Any] = {}
+        async with asyncio.timeout(10):
+            while len(seen) < 3:
+                note = await ws.receive_json()
+                seen.setdefault(note["method"], note["params"])
+        await ws.send_json({"jsonrpc": "2.0", "id": 4, "method": "signatureUnsubscribe",
+                            "params": [ids[1]]})
+        while (answer := await ws.receive_json()).get("id") != 4:
+            pass
+    assert seen["signatureNotification"]["result"]["value"] == {"err": None}
+    assert seen["signatureNotification"]["subscription"] == ids[1]
+    assert set(seen["slotNotification"]["result"]) == {"parent", "root", "slot"}
+    assert isinstance(seen["rootNotification"]["result"], int)
+    # A signature subscription ends after its notification: unsubscribing it again fails.
+    assert answer["error"]["code"] == -32602
