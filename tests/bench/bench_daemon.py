@@ -3,9 +3,11 @@ watched wallets (most of them idle agents registered only to be subscribed).
 
     .venv/bin/python tests/bench/bench_daemon.py [watched_wallets] [rate] [count]
 
-The daemon runs in this process (as do the localnet and the workload, which share its
-CPU: the CPU figure is therefore an upper bound). Latency comes from the daemon's own
-`amoca_indexer_ingest_latency_seconds{source="live"}` histogram (bucket-interpolated).
+The daemon runs in this process; the local cluster and the workload run in their own
+processes (`amoca-indexer localnet`, `amoca-indexer workload`), so the CPU time and RSS
+printed are the daemon's alone. They still share the machine's two cores with it.
+Latency comes from the daemon's own `amoca_indexer_ingest_latency_seconds{source="live"}`
+histogram (bucket-interpolated).
 Prints figures; asserts nothing.
 """
 
@@ -13,10 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import resource
+import socket
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
+import aiohttp
 import psycopg
 from benchdb import postgres  # a sibling module: benchmarks run as scripts from this folder
 from solders.keypair import Keypair
@@ -24,8 +31,6 @@ from solders.keypair import Keypair
 from indexer.config import load_settings
 from indexer.daemon import Daemon
 from indexer.db import migrations
-from indexer.localnet import Localnet, LocalnetConfig
-from indexer.localnet.workload import WorkloadConfig, run_workload
 
 
 def quantile(buckets: list[tuple[float, float]], q: float) -> float:
@@ -71,10 +76,15 @@ async def main(watched: int, rate: float, count: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             migrations.migrate(conn)
         register_idle_agents(url, max(0, watched - 5))
-        async with Localnet(LocalnetConfig(port=0, slot_ms=40, finality_slots=6)) as net:
-            settings = replace(load_settings(), rpc_urls=(net.http_url,), ws_url=net.ws_url,
-                               metrics_port=0)
-            daemon = Daemon(settings, url)
+        port = free_port_pair()
+        http_url, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port + 1}"
+        cluster = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "indexer", "--log-level", "warning", "localnet", "--port", str(port),
+            "--slot-ms", "40", "--finality-slots", "6", stdout=subprocess.DEVNULL)
+        try:
+            await wait_healthy(http_url)
+            settings = replace(load_settings(), rpc_urls=(http_url,), ws_url=ws_url, metrics_port=0)
+            daemon = Daemon(settings, url, handle_signals=False)
             runner = asyncio.create_task(daemon.run())
             started = time.perf_counter()
             await daemon.active.wait()
@@ -86,22 +96,58 @@ async def main(watched: int, rate: float, count: int) -> None:
                 await asyncio.sleep(0.1)
             print(f"{subscribed:.0f} subscriptions active in {time.perf_counter() - started:.1f} s")
             cpu, wall = time.process_time(), time.perf_counter()
-            summary = await run_workload(WorkloadConfig(
-                rpc_url=net.http_url, rate=rate, count=count, agents=5, users=20, seed=21,
-                database_url=url))
+            with tempfile.TemporaryDirectory() as folder:
+                workload = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "indexer", "--log-level", "warning", "workload",
+                    "--rpc-url", http_url, "--rate", str(rate), "--count", str(count), "--agents", "5",
+                    "--users", "20", "--seed", "21", "--database-url", url,
+                    "--truth", str(Path(folder) / "truth.jsonl"), stdout=subprocess.DEVNULL)
+                await workload.wait()
             await daemon.pipeline.wait_idle()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             buckets = live_buckets(daemon)
+            with psycopg.connect(url) as conn:
+                row = conn.execute("SELECT count(*) FROM transactions").fetchone()
+            rows = int(row[0]) if row else 0
             daemon.stopping.set()
             await runner
+        finally:
+            cluster.terminate()
+            await asyncio.wait_for(cluster.wait(), 30)
     observed = buckets[-1][1] if buckets else 0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"workload: {summary.sent} tx at {rate:.0f} tx/s target, {wall:.1f} s wall")
+    print(f"workload: {count} transfers at {rate:.0f} tx/s target; {rows} rows indexed; {wall:.1f} s wall")
     if observed:
         print(f"ingest latency (live, {observed:.0f} units): p50 {quantile(buckets, 0.5) * 1000:.1f} ms,"
               f" p99 {quantile(buckets, 0.99) * 1000:.1f} ms")
-    print(f"CPU (whole process: daemon + localnet + workload): {cpu:.1f} s = "
-          f"{cpu / max(1, summary.sent) * 1000:.2f} ms/tx; peak RSS {rss_mb:.0f} MiB")
+    print(f"daemon CPU: {cpu:.1f} s = {cpu / max(1, rows) * 1000:.2f} ms per indexed row; "
+          f"daemon peak RSS {rss_mb:.0f} MiB (cluster and workload in other processes)")
+
+
+def free_port_pair() -> int:
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise OSError("no free pair of ports")
+
+
+async def wait_healthy(url: str) -> None:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
+        while True:
+            try:
+                async with session.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}) as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
 
 
 if __name__ == "__main__":
