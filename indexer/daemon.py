@@ -182,6 +182,8 @@ class Daemon:
                 subscribe_rate=settings.subscribe_rate)
             self.pipeline, self.subs = pipeline, subs
             self.chain_slot = 0
+            self.fills_running = 0
+            self.fill_backlog = lambda: fill_queue.qsize() + self.fills_running
             self.indexed_slot = 0
             self.slot_lag = 0
             self.active.set()
@@ -202,10 +204,13 @@ class Daemon:
                     queued.discard(wallet)
                     if wallet not in subs.wallets:
                         continue  # removed meanwhile
+                    self.fills_running += 1
                     try:
                         await filler.fill(wallet)
                     except Exception as exc:  # retried by the next reconciliation
                         log.warning("gapfill_failed", wallet=wallet, error=str(exc))
+                    finally:
+                        self.fills_running -= 1
 
             async def reconcile_loop() -> None:
                 while True:

@@ -101,6 +101,17 @@ class GapFiller:
         self.chunk_size = chunk_size
         self.source = source
         self._locks: dict[str, asyncio.Lock] = {}
+        self._finalized: tuple[int, float] = (0, float("-inf"))  # (slot, when asked)
+
+    async def finalized_slot(self) -> int:
+        """The finalized slot, asked at most once a second: a start-up or reconciliation
+        pass fills thousands of wallets, and one answer serves them all."""
+        slot, asked = self._finalized
+        now = asyncio.get_running_loop().time()
+        if now - asked > 1.0:
+            slot = await self.rpc.get_slot("finalized")
+            self._finalized = (slot, now)
+        return slot
 
     async def fill(self, wallet: str) -> int:
         """Process every signature newer than the wallet's cursor; returns how many."""
@@ -108,7 +119,7 @@ class GapFiller:
         async with lock:
             async with self.pool.connection() as conn:
                 cursor = (await read_cursors(conn, [wallet])).get(wallet)
-            finalized_slot = await self.rpc.get_slot("finalized")
+            finalized_slot = await self.finalized_slot()
             listed: list[tuple[str, int]] = []
             async for page in self.rpc.iter_signatures(
                     wallet, until=cursor.signature if cursor else None):

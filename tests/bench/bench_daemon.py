@@ -95,6 +95,11 @@ async def main(watched: int, rate: float, count: int) -> None:
                     break
                 await asyncio.sleep(0.1)
             print(f"{subscribed:.0f} subscriptions active in {time.perf_counter() - started:.1f} s")
+            for _ in range(6000):  # steady state: the start-up gap-fill of every wallet is done
+                if daemon.fill_backlog() == 0 and daemon.pipeline.backlog == 0:
+                    break
+                await asyncio.sleep(0.1)
+            print(f"start-up gap-fill of every wallet done in {time.perf_counter() - started:.1f} s")
             cpu, wall = time.process_time(), time.perf_counter()
             with tempfile.TemporaryDirectory() as folder:
                 workload = await asyncio.create_subprocess_exec(
