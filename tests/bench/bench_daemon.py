@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,9 +22,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import aiohttp
 import psycopg
-from benchdb import postgres  # a sibling module: benchmarks run as scripts from this folder
+from benchdb import postgres, separate_cluster  # a sibling module: benchmarks run as scripts from this folder
 from solders.keypair import Keypair
 
 from indexer.config import load_settings
@@ -76,13 +74,7 @@ async def main(watched: int, rate: float, count: int) -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             migrations.migrate(conn)
         register_idle_agents(url, max(0, watched - 5))
-        port = free_port_pair()
-        http_url, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port + 1}"
-        cluster = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "indexer", "--log-level", "warning", "localnet", "--port", str(port),
-            "--slot-ms", "40", "--finality-slots", "6", stdout=subprocess.DEVNULL)
-        try:
-            await wait_healthy(http_url)
+        async with separate_cluster() as (http_url, ws_url):
             settings = replace(load_settings(), rpc_urls=(http_url,), ws_url=ws_url, metrics_port=0)
             daemon = Daemon(settings, url, handle_signals=False)
             runner = asyncio.create_task(daemon.run())
@@ -116,9 +108,6 @@ async def main(watched: int, rate: float, count: int) -> None:
             rows = int(row[0]) if row else 0
             daemon.stopping.set()
             await runner
-        finally:
-            cluster.terminate()
-            await asyncio.wait_for(cluster.wait(), 30)
     observed = buckets[-1][1] if buckets else 0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"workload: {count} transfers at {rate:.0f} tx/s target; {rows} rows indexed; {wall:.1f} s wall")
@@ -128,31 +117,6 @@ async def main(watched: int, rate: float, count: int) -> None:
     print(f"daemon CPU: {cpu:.1f} s = {cpu / max(1, rows) * 1000:.2f} ms per indexed row; "
           f"daemon peak RSS {rss_mb:.0f} MiB (cluster and workload in other processes)")
 
-
-def free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = int(first.getsockname()[1])
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise OSError("no free pair of ports")
-
-
-async def wait_healthy(url: str) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(60):
-        while True:
-            try:
-                async with session.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "getHealth"}) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 if __name__ == "__main__":
