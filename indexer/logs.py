@@ -1,16 +1,58 @@
-"""Logging, configured once by the CLI: structlog JSON lines, pretty on a terminal."""
+"""Logging, configured once by the CLI: structlog JSON lines, pretty on a terminal.
+
+Log lines go to a switchable stream (stderr unless a command redirects it, as `demo`
+does while its live view owns the terminal). The renderer is chosen per line from
+where the line goes: pretty on a terminal, JSON anywhere else (a file, a pipe).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator, MutableMapping
+from pathlib import Path
+from typing import Any, TextIO
 
 import structlog
 
 
+class _LogStream:
+    """A file-like object whose target can be switched after loggers have been cached."""
+
+    def __init__(self) -> None:
+        self.target: TextIO | None = None  # None: the process's current sys.stderr
+
+    @property
+    def current(self) -> TextIO:
+        return self.target if self.target is not None else sys.stderr
+
+    def write(self, text: str) -> int:
+        return self.current.write(text)
+
+    def flush(self) -> None:
+        self.current.flush()
+
+    def isatty(self) -> bool:
+        return self.current.isatty()
+
+
+_STREAM = _LogStream()
+
+
+class _Renderer:
+    def __init__(self, json: bool | None) -> None:
+        self.json = json
+        self._json = structlog.processors.JSONRenderer()
+        self._pretty = structlog.dev.ConsoleRenderer()
+
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> str:
+        use_json = (not _STREAM.isatty()) if self.json is None else self.json
+        return str((self._json if use_json else self._pretty)(logger, name, event))
+
+
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
-    """Route structlog (and stdlib logging) to stderr; JSON unless stderr is a terminal."""
-    use_json = (not sys.stderr.isatty()) if json is None else json
+    """Route structlog (and stdlib logging) to stderr; JSON unless that is a terminal."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -21,13 +63,23 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]
-    renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
-    )
     structlog.configure(
-        processors=[*processors, renderer],
+        processors=[*processors, _Renderer(json)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # _LogStream is a TextIO in all that PrintLogger uses (write, flush).
+        logger_factory=structlog.PrintLoggerFactory(file=_STREAM),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_STREAM)
+
+
+@contextlib.contextmanager
+def logs_to(path: Path) -> Iterator[None]:
+    """Send log lines (as JSON) to ``path`` until the block ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as file:
+        previous, _STREAM.target = _STREAM.target, file
+        try:
+            yield
+        finally:
+            _STREAM.target = previous

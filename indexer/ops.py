@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from indexer.errors import ConfigError
+
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
@@ -60,6 +62,11 @@ async def start_ops_server(registry: CollectorRegistry, checks: Mapping[str, Rea
     runner = web.AppRunner(make_app(registry, checks), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:  # most often another process on the metrics port
+        await runner.cleanup()
+        raise ConfigError(f"the metrics endpoint cannot listen on {host}:{port}: {exc.strerror or exc}"
+                          " (set AMOCA_METRICS_PORT or --metrics-port)") from exc
     bound = int(runner.addresses[0][1]) if runner.addresses else port
     return OpsServer(runner=runner, port=bound)

@@ -63,7 +63,8 @@ JOIN jsonb_to_recordset(%s::jsonb) AS truth(signature text, agent_wallet text, t
 """
 
 
-async def _snapshot(url: str, daemon: Any, workload: dict[str, Any], truth: Path) -> dict[str, Any]:
+async def _snapshot(url: str, daemon: Any, workload: dict[str, Any], truth: Path,
+                    log_path: Path) -> dict[str, Any]:
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         by_type = await (await conn.execute(_BY_TYPE)).fetchall()
         top = await (await conn.execute(_TOP_AGENTS)).fetchall()
@@ -84,26 +85,29 @@ async def _snapshot(url: str, daemon: Any, workload: dict[str, Any], truth: Path
             "watched wallets": len(daemon.subs.wallets) if hasattr(daemon, "subs") else 0,
             "workload": workload.get("state", "starting"),
             "ground truth": verdict,
+            "log": str(log_path),
         },
     }
 
 
 async def _demo(rate: float, count: int, agents: int, users: int, port: int,
-                metrics_port: int, truth: Path) -> None:
+                metrics_port: int, truth: Path, slot_ms: int, finality_slots: int) -> None:
     from rich.live import Live
 
     from indexer.daemon import Daemon
     from indexer.localnet import Localnet, LocalnetConfig
     from indexer.localnet.workload import WorkloadConfig, run_workload
+    from indexer.logs import logs_to
 
     config = settings()
+    log_path = Path(config.data_dir) / "demo.log"
     url = resolve_database_url(config)
     ensure_schema(url, config, migrate=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with Localnet(LocalnetConfig(port=port, slot_ms=400, finality_slots=32)) as net:
+    async with Localnet(LocalnetConfig(port=port, slot_ms=slot_ms, finality_slots=finality_slots)) as net:
         daemon_settings = dataclasses.replace(
             config, rpc_urls=(net.http_url,), ws_url=net.ws_url, metrics_port=metrics_port,
             rankings_interval=10.0, reconcile_interval=30.0)
@@ -120,33 +124,50 @@ async def _demo(rate: float, count: int, agents: int, users: int, port: int,
 
         workload_task = asyncio.create_task(workload())
         click.echo(f"localnet: {net.http_url}  websocket: {net.ws_url}")
-        click.echo(f"ground truth: {truth}   Ctrl-C to stop")
-        try:
-            with Live(refresh_per_second=2) as live:
-                while not stop.is_set():
-                    with contextlib.suppress(psycopg.Error):
-                        live.update(_render(await _snapshot(url, daemon, workload_state, truth)))
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=1.0)
-                    if workload_task.done() and workload_task.exception():
-                        workload_state["state"] = f"failed: {workload_task.exception()}"
-        finally:
-            workload_task.cancel()
-            daemon.stopping.set()
-            await asyncio.gather(workload_task, daemon_task, return_exceptions=True)
+        click.echo(f"ground truth: {truth}   log: {log_path}   Ctrl-C to stop")
+        # The live view owns the terminal; log lines would tear it, so they go to a file
+        # until everything has stopped.
+        with logs_to(log_path):
+            try:
+                with Live(refresh_per_second=2) as live:
+                    while True:
+                        if (workload_task.done() and not workload_task.cancelled()
+                                and workload_task.exception()):
+                            workload_state["state"] = f"failed: {workload_task.exception()}"
+                        if daemon_task.done():
+                            stop.set()  # the daemon ended on its own: its reason is in the log
+                        with contextlib.suppress(psycopg.Error):
+                            live.update(_render(await _snapshot(url, daemon, workload_state, truth,
+                                                                log_path)))
+                        if stop.is_set():
+                            break  # the last view rendered is the state at Ctrl-C; it stays on screen
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(stop.wait(), timeout=1.0)
+            finally:
+                workload_task.cancel()
+                daemon.stopping.set()
+                await asyncio.gather(workload_task, daemon_task, return_exceptions=True)
+        click.echo(f"demo stopped; the daemon's log is in {log_path}")
 
 
 @click.command("demo")
-@click.option("--rate", default=20.0, show_default=True, help="Workload transactions per second.")
-@click.option("--count", default=2000, show_default=True, help="Workload transactions in all.")
-@click.option("--agents", default=20, show_default=True)
-@click.option("--users", default=50, show_default=True)
-@click.option("--port", default=8899, show_default=True, help="Localnet HTTP port (websocket: +1).")
-@click.option("--metrics-port", default=9108, show_default=True)
+@click.option("--rate", default=20.0, show_default=True, type=click.FloatRange(0.1, 100_000),
+              help="Workload transactions per second.")
+@click.option("--count", default=2000, show_default=True, type=click.IntRange(1),
+              help="Workload transactions in all.")
+@click.option("--agents", default=20, show_default=True, type=click.IntRange(1))
+@click.option("--users", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--port", default=8899, show_default=True, type=click.IntRange(0, 65534),
+              help="Localnet HTTP port (websocket: +1; 0 picks free ports).")
+@click.option("--metrics-port", default=9108, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--slot-ms", default=400, show_default=True, type=click.IntRange(5, 60_000),
+              help="Localnet slot time.")
+@click.option("--finality-slots", default=32, show_default=True, type=click.IntRange(1, 1000),
+              help="Slots from confirmed to finalized on the localnet.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path),
               default=Path(".amoca/demo-truth.jsonl"), show_default=True)
 def command(rate: float, count: int, agents: int, users: int, port: int, metrics_port: int,
-            truth: Path) -> None:
+            slot_ms: int, finality_slots: int, truth: Path) -> None:
     """Embedded PostgreSQL + localnet + AMOCA workload + daemon, with a live summary."""
     truth.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_demo(rate, count, agents, users, port, metrics_port, truth))
+    asyncio.run(_demo(rate, count, agents, users, port, metrics_port, truth, slot_ms, finality_slots))

@@ -28,6 +28,7 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
+from indexer.errors import ConfigError
 from indexer.localnet import encoding
 from indexer.localnet.ledger import Ledger, TxRecord
 from indexer.localnet.rpc import Methods, RpcFailure
@@ -290,8 +291,13 @@ class Localnet:
         for app, port in ((http, self.port), (ws, self.port + 1)):
             runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
             await runner.setup()
-            await web.TCPSite(runner, self.config.host, port, reuse_address=True).start()
             self._runners.append(runner)
+            try:
+                await web.TCPSite(runner, self.config.host, port, reuse_address=True).start()
+            except OSError as exc:  # a port in use is the user's to fix: one clear line
+                await self.__aexit__()
+                raise ConfigError(f"the local cluster cannot listen on {self.config.host}:{port}: "
+                                  f"{exc.strerror or exc} (choose another --port)") from exc
         self._clock_task = asyncio.create_task(self._clock(), name="localnet-clock")
         log.info("localnet_started", http=self.http_url, ws=self.ws_url)
         return self
