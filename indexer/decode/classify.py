@@ -84,6 +84,8 @@ class _Group:
         self.by_counterparty[counterparty] = self.by_counterparty.get(counterparty, 0) + leg.amount_raw
 
     def counterparty(self) -> str:
+        if len(self.by_counterparty) == 1:  # the usual case
+            return next(iter(self.by_counterparty))
         best, best_amount = "", -1
         for wallet, amount in self.by_counterparty.items():
             if amount > best_amount:
@@ -233,5 +235,8 @@ def classify(
             )
         )
         per_agent[group.agent] = per_agent.get(group.agent, 0) + 1
-    conflicts = tuple(agent for agent, count in per_agent.items() if count > 1)
+    if len(per_agent) == len(rows):  # the usual case: one row per agent
+        conflicts: tuple[str, ...] = ()
+    else:
+        conflicts = tuple(agent for agent, count in per_agent.items() if count > 1)
     return Classification(tuple(rows), tuple(skipped), conflicts, agent_rejection)

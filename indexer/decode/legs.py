@@ -112,19 +112,19 @@ def _system_leg(ix: Instruction) -> Leg | None:
         else:
             return None
         lamports = int.from_bytes(data[4:12], "little")
-    return Leg(
-        program="system",
-        instruction=kind,  # type: ignore[arg-type]  # one of the two checked above
-        source_wallet=source,
-        destination_wallet=destination,
-        source_account=source,
-        destination_account=destination,
-        amount_raw=lamports,
-        mint=None,
-        decimals=SOL_DECIMALS,
-        inner=ix.inner_index is not None,
-        instruction_index=ix.instruction_index,
-        inner_index=ix.inner_index,
+    return Leg(  # positional (program, instruction, wallets, accounts, ...): built for every transfer
+        "system",
+        kind,  # type: ignore[arg-type]  # one of the two checked above
+        source,
+        destination,
+        source,
+        destination,
+        lamports,
+        None,
+        SOL_DECIMALS,
+        ix.inner_index is not None,
+        ix.instruction_index,
+        ix.inner_index,
     )
 
 
@@ -196,19 +196,19 @@ def _token_leg(
             inner_index=ix.inner_index,
             reason="token_owner_unknown",
         )
-    return Leg(
-        program=program,  # type: ignore[arg-type]  # a value of TOKEN_PROGRAMS
-        instruction=kind,  # type: ignore[arg-type]  # one of the two checked above
-        source_wallet=source_owner,
-        destination_wallet=destination_owner,
-        source_account=source,
-        destination_account=destination,
-        amount_raw=amount,
-        mint=mint,
-        decimals=decimals,
-        inner=inner,
-        instruction_index=ix.instruction_index,
-        inner_index=ix.inner_index,
+    return Leg(  # positional, as in _system_leg
+        program,  # type: ignore[arg-type]  # a value of TOKEN_PROGRAMS
+        kind,  # type: ignore[arg-type]  # one of the two checked above
+        source_owner,
+        destination_owner,
+        source,
+        destination,
+        amount,
+        mint,
+        decimals,
+        inner,
+        ix.instruction_index,
+        ix.inner_index,
     )
 
 

@@ -76,13 +76,16 @@ _KEY = re.compile(r"[a-z0-9_]+")
 _KNOWN_KEYS = frozenset({"task", "refund_of", "period"})
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_VERSION_TEXT = str(PROTOCOL_VERSION)
 _SIGNATURE_BYTES = 64
 _MAX_SIGNATURE_CHARS = 88  # base58 of 64 bytes is at most 88 characters
 
 
 def parse_memo(data: bytes | bytearray | memoryview | str) -> Memo | MemoRejection:
     """Parse one memo instruction's data. Total: never raises, for any input."""
-    if isinstance(data, str):
+    if type(data) is bytes:  # the usual case (json/base64 data): no copy
+        raw = data
+    elif isinstance(data, str):
         try:
             raw = data.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: not representable as UTF-8
@@ -111,7 +114,7 @@ def _parse_text(text: str) -> Memo | MemoRejection:
     version, colon, body = text[len(PREFIX) :].partition(":")
     if not colon or not version:
         return MemoRejection("malformed", "expected amoca:<version>:<type>", text)
-    if version != str(PROTOCOL_VERSION):
+    if version != _VERSION_TEXT:
         return MemoRejection("unknown_version", f"version {version[:16]!r}", text)
     fields = body.split(";")
     memo_type = fields[0]
