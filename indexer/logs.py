@@ -63,14 +63,23 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
     ]
+    renderer = _Renderer(json)
     structlog.configure(
-        processors=[*processors, _Renderer(json)],
+        processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # _LogStream is a TextIO in all that PrintLogger uses (write, flush).
         logger_factory=structlog.PrintLoggerFactory(file=_STREAM),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_STREAM)
+    # Libraries' stdlib log records (psycopg's pool, aiohttp) get the same rendering, so a
+    # JSON log stays one JSON object per line.
+    handler = logging.StreamHandler(_STREAM)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *processors]))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.WARNING))
 
 
 @contextlib.contextmanager
