@@ -1,9 +1,18 @@
-"""The rankings job: `update_leaderboard_rankings()` on a schedule, one runner cluster-wide.
+"""The rankings job: `update_leaderboard_rankings()` on a schedule and soon after stats
+change, one runner cluster-wide.
 
-Every replica runs this loop; only the one holding the PostgreSQL advisory lock
-(session-level, on a connection kept for that purpose) refreshes. When that replica
+Every replica runs :func:`run_scheduler`; only the one holding the PostgreSQL advisory
+lock (session-level, on a connection kept for that purpose) refreshes. When that replica
 dies its connection closes, the lock is released, and another replica's next attempt
-takes it over. ``refresh_now`` is what `amoca-indexer rank` calls.
+(every ``standby_retry`` seconds) takes it over.
+
+The runner LISTENs on ``amoca_stats_changed`` on that same connection: the database
+signals it after every statement that changes tasks, reviews, transactions, agents or
+domain memberships (sql/0006). When the refresh is due is decided by the pure
+:mod:`indexer.debounce`. Signals that arrive during a refresh wait in the connection's
+backlog and schedule the next one, so no change is missed.
+
+``refresh_now`` is what `amoca-indexer rank` and the runner call.
 """
 
 from __future__ import annotations
@@ -18,18 +27,24 @@ import psycopg
 import structlog
 
 from indexer.db.connection import translate
-from indexer.errors import DatabaseUnavailable
+from indexer.debounce import RefreshPolicy, RefreshState, due_at
+from indexer.errors import DatabaseUnavailable, IndexerError
 from indexer.metrics import Metrics
 
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"amoca-indexer:rankings").digest()[:8], "big", signed=True)
+CHANNEL = "amoca_stats_changed"
+PERIODS = ("daily", "weekly", "monthly", "all_time")
 log = structlog.get_logger(__name__)
 
 
-async def refresh_now(conn: psycopg.AsyncConnection[Any], metrics: Metrics | None = None) -> float:
-    """Run one refresh; returns its duration in seconds."""
+async def refresh_now(conn: psycopg.AsyncConnection[Any], metrics: Metrics | None = None,
+                      period: str | None = None) -> float:
+    """Run one refresh (every period, or one); returns its duration in seconds."""
+    if period is not None and period not in PERIODS:
+        raise ValueError(f"unknown leaderboard period {period!r}")
     started = time.monotonic()
     try:
-        await conn.execute("SELECT update_leaderboard_rankings()")
+        await conn.execute("SELECT update_leaderboard_rankings(%s)", (period,))
         if not conn.autocommit:
             await conn.commit()
     except psycopg.Error as exc:
@@ -46,30 +61,62 @@ async def run_scheduler(
     metrics: Metrics,
     *,
     interval: float = 60.0,
+    quiet: float = 2.0,
+    max_delay: float = 10.0,
+    standby_retry: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Refresh every ``interval`` seconds while holding the cluster-wide lock; forever."""
+    """Refresh while holding the cluster-wide lock, as :mod:`indexer.debounce` decides; forever.
+
+    ``standby_retry`` (default: ``interval``) is how often a replica without the lock
+    tries to take it.
+    """
+    policy = RefreshPolicy(interval=interval, quiet=min(quiet, max_delay), max_delay=max_delay)
+    retry = interval if standby_retry is None else standby_retry
     while True:
         try:
             conn = await connect()
         except (DatabaseUnavailable, psycopg.OperationalError, OSError) as exc:
             log.warning("rankings_connect_failed", error=str(exc))
-            await sleep(interval)
+            await sleep(retry)
             continue
         try:
             await conn.set_autocommit(True)
-            held = False  # session-level and re-entrant: take it once per connection
-            while True:
-                if not held:
-                    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-                    row = await cur.fetchone()
-                    held = bool(row and row[0])
-                if held:
-                    elapsed = await refresh_now(conn, metrics)
-                    log.info("rankings_refreshed", seconds=round(elapsed, 3))
-                await sleep(interval)
-        except (DatabaseUnavailable, psycopg.OperationalError) as exc:
+            while not await _try_lock(conn):
+                await sleep(retry)
+            log.info("rankings_runner_active")
+            await conn.execute(f"LISTEN {CHANNEL}")
+            await _run_active(conn, metrics, policy, clock)
+        except IndexerError as exc:  # a failed refresh must not stop the daemon; retry later
             log.warning("rankings_refresh_failed", error=str(exc))
-            await sleep(min(interval, 5.0))
+            await sleep(min(retry, 5.0))
+        except psycopg.Error as exc:
+            log.warning("rankings_connection_lost", error=str(exc))
+            await sleep(min(retry, 5.0))
         finally:
-            await conn.close()
+            await conn.close()  # releases the lock: a standby takes over
+
+
+async def _try_lock(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def _run_active(conn: psycopg.AsyncConnection[Any], metrics: Metrics, policy: RefreshPolicy,
+                      clock: Callable[[], float]) -> None:
+    state = RefreshState()
+    while True:
+        now = clock()
+        due = due_at(policy, state)
+        if now >= due:
+            reason = "start" if state.last_refresh is None else (
+                "changed" if state.last_change is not None else "schedule")
+            elapsed = await refresh_now(conn, metrics)
+            state = state.refreshed(now, elapsed)
+            log.info("rankings_refreshed", seconds=round(elapsed, 3), reason=reason)
+            continue
+        # Wait for a change signal, at most until the refresh is due.
+        async for _ in conn.notifies(timeout=due - now, stop_after=1):
+            state = state.changed(clock())

@@ -10,10 +10,14 @@ from indexer.commands import database_option, settings
 from indexer.db.connection import connect, translate
 from indexer.db.connection import database_url as resolve_database_url
 
+PERIODS = ("daily", "weekly", "monthly", "all_time")
+
 
 @click.command("rank")
+@click.option("--period", type=click.Choice(PERIODS), default=None,
+              help="Recompute only this period's boards (default: all four).")
 @database_option
-def command(database_url: str | None) -> None:
+def command(period: str | None, database_url: str | None) -> None:
     """Run update_leaderboard_rankings() once and report the board sizes."""
     import psycopg
 
@@ -21,12 +25,14 @@ def command(database_url: str | None) -> None:
     with connect(resolve_database_url(config, announce=False)) as conn:
         started = time.monotonic()
         try:
-            conn.execute("SELECT update_leaderboard_rankings()")
+            conn.execute("SELECT update_leaderboard_rankings(%s)", (period,))
+            rows = conn.execute(
+                "SELECT period, count(*) FILTER (WHERE domain_id IS NULL),"
+                " count(DISTINCT domain_id), count(*) FROM leaderboard_rankings"
+                " WHERE %s::text IS NULL OR period = %s GROUP BY 1 ORDER BY 1", (period, period)).fetchall()
         except psycopg.Error as exc:
             raise translate(exc) from None
         elapsed = time.monotonic() - started
-        rows = conn.execute(
-            "SELECT period, count(*) FROM leaderboard_rankings GROUP BY 1 ORDER BY 1").fetchall()
-    for period, count in rows:
-        click.echo(f"  {period:<9} {count} ranking rows")
+    for name, overall, domains, total in rows:
+        click.echo(f"  {name:<9} {total} ranking rows: {overall} agents overall, {domains} domain boards")
     click.echo(f"rankings refreshed in {elapsed:.3f} s")
