@@ -1,10 +1,11 @@
 """The operations endpoint: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (ready).
 
-`/readyz` answers 200 only when every readiness check passes -- the database answers,
-the websockets are connected (when there is anything to watch), the slot lag is under
-its threshold -- and 503 otherwise, with a JSON body naming each check, so a load
-balancer or Kubernetes stops routing to (and an operator sees why) a replica that is up
-but not indexing.
+`/readyz` answers 200 only when every readiness check passes and 503 otherwise, with a
+JSON body naming each check, so an operator sees why. The daemon supplies the checks: an
+active replica is ready when the database answers, the websockets are connected (when
+there is anything to watch) and the slot lag is under its threshold; a standby is ready
+when it reaches the database, able to take over (an unready standby would stall a
+rolling update and every node drain behind its disruption budget).
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ RPC URL's secret path reaches neither the metrics nor the log."""
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
+from tests.deploy.artifacts import (
+    PROMETHEUS_BUILTINS,
+    deployment_metric_names,
+    exported_families,
+    family_of,
+)
 from tests.e2e.harness import (
     DaemonProcess,
     database_rows,
@@ -101,6 +109,15 @@ async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> Non
             await eventually_async(poll, deadline=30, what="metrics after the workload")
             assert metrics["amoca_indexer_ingest_latency_seconds_sum"] >= 0
 
+            # Everything the dashboard and the alert rules query is in this scrape, sane.
+            async def deployment_metrics() -> list[str]:
+                await poll()
+                return deployment_metric_problems(text, rows=len(expected),
+                                                  agents=len(summary.agent_wallets))
+
+            await eventually_async(deployment_metrics, deadline=30,
+                                   what="every metric the dashboard and alerts use")
+
             async with http.get(f"{base}/healthz") as response:
                 assert response.status == 200
                 assert (await response.json())["status"] == "ok"
@@ -123,6 +140,79 @@ async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> Non
             assert await daemon.stop() == 0, daemon.tail()
         assert daemon.log, "the daemon logged nothing"
         assert not [line for line in daemon.log if SECRET in line]
+
+
+# Counted only when something goes wrong (or by jobs this workload does not start): the
+# exposition carries their family, and no sample until the first event.
+_ONLY_ON_EVENTS = frozenset({
+    "amoca_indexer_decode_errors_total", "amoca_indexer_dead_letters_total",
+    "amoca_indexer_db_errors_total", "amoca_indexer_retention_deleted_rows_total",
+})
+
+
+def deployment_metric_problems(text: str, *, rows: int, agents: int) -> list[str]:
+    """Every metric deploy/ queries, found in a scrape of ``text`` with a sane value."""
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    values: dict[str, list[float]] = {}
+    for family in families.values():
+        for sample in family.samples:
+            values.setdefault(sample.name, []).append(sample.value)
+    exported = exported_families()
+    problems = []
+    for name in sorted(deployment_metric_names() - PROMETHEUS_BUILTINS):
+        family_name = family_of(name, exported)
+        if family_name not in families:
+            problems.append(f"{name}: not in /metrics")
+            continue
+        found = values.get(name, [])
+        if not found and name not in _ONLY_ON_EVENTS:
+            problems.append(f"{name}: no sample after the workload")
+        problems += [f"{name} = {v}: not a finite, non-negative number" for v in found
+                     if not (v >= 0 and math.isfinite(v))]
+        if exported[family_name] == "histogram":
+            problems += histogram_problems(families[family_name])
+
+    def one(name: str) -> float:
+        return sum(values.get(name, [0.0]))
+
+    chain, indexed = one("amoca_indexer_chain_slot"), one("amoca_indexer_indexed_slot")
+    now = time.time()
+    sane = {
+        "written rows cover the workload": one("amoca_indexer_transactions_written_total") >= rows,
+        "the node's slot is known": chain > 0,
+        "indexed slot is set and not ahead of the chain": 0 < indexed <= chain,
+        "caught up: slot lag under the readiness threshold": one("amoca_indexer_slot_lag") <= 150,
+        "every agent watched": one("amoca_indexer_watched_wallets") >= agents,
+        "the only replica is active": one("amoca_indexer_shard_active") == 1,
+        "a websocket is open": one("amoca_indexer_ws_connections") >= 1,
+        "no row left pending": one("amoca_indexer_pending_finality_rows") == 0,
+        "finality moved rows": one("amoca_indexer_finality_transitions_total") > 0,
+        "requests succeeded": sum(sample.value for sample in families["amoca_indexer_rpc_requests"].samples
+                                  if sample.labels.get("outcome") == "ok") > 0,
+        "rankings refreshed within the last 5 minutes":
+            now - 300 < one("amoca_indexer_rankings_last_success_timestamp_seconds") <= now + 1,
+    }
+    return problems + [f"not sane: {what}" for what, ok in sane.items() if not ok]
+
+
+def histogram_problems(family: Any) -> list[str]:
+    """Buckets never decrease, and the +Inf bucket equals the count (per label set)."""
+    problems = []
+    series: dict[tuple[tuple[str, str], ...], list[tuple[float, float]]] = {}
+    counts: dict[tuple[tuple[str, str], ...], float] = {}
+    for sample in family.samples:
+        key = tuple(sorted((k, v) for k, v in sample.labels.items() if k != "le"))
+        if sample.name.endswith("_bucket"):
+            series.setdefault(key, []).append((float(sample.labels["le"]), sample.value))
+        elif sample.name.endswith("_count"):
+            counts[key] = sample.value
+    for key, buckets in series.items():
+        ordered = [value for _, value in sorted(buckets)]
+        if ordered != sorted(ordered):
+            problems.append(f"{family.name}{dict(key)}: buckets decrease")
+        if ordered and ordered[-1] != counts.get(key):
+            problems.append(f"{family.name}{dict(key)}: +Inf bucket {ordered[-1]} != count {counts.get(key)}")
+    return problems
 
 
 async def eventually_async(check: Callable[[], Awaitable[list[str]]], *, deadline: float,
