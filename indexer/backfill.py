@@ -1,16 +1,20 @@
 """Backfill: a wallet's history, by `getSignaturesForAddress` pages, through the same
 fetch → decode → sink pipeline as the daemon.
 
-Pages run newest → oldest (the order nodes list them), `limit` 1000 with `before`; each
-page's transactions go through the pipeline as one unit, and only once that unit is
-committed is the page's oldest signature stored as the wallet's progress for this
-range. A stopped or crashed backfill run again with the same range resumes after the
-last committed page; a page interrupted half-way is redone, which writes nothing twice
-(rows are idempotent). Backfill never moves the daemon's cursors.
+Pages run newest → oldest (the order nodes list them), `limit` 1000 with `before`. A
+page's transactions go through the pipeline in units of the pipeline's fetch batch, and
+only once every unit of the page -- and of every newer page -- is committed is the
+page's oldest signature stored as the wallet's progress for this range. Up to
+``pages_ahead`` pages are in flight at once, so listing the next page, fetching, decoding
+and writing overlap; progress still moves in page order. A stopped or crashed backfill
+run again with the same range resumes after the last page stored; a page interrupted
+half-way is redone, which writes nothing twice (rows are idempotent). Backfill never
+moves the daemon's cursors.
 
 An agent's SPL token accounts have histories of their own: a token transfer to an agent
 names its token account, never its wallet. ``backfill_agent`` therefore pages the wallet
-and then each of its token accounts, with progress kept per address.
+and each of its token accounts, side by side, with progress kept per address; a
+transaction two of them list is submitted once.
 
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
@@ -18,8 +22,11 @@ of a signature page carries its `blockTime`, so they filter as they stream.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import re
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +36,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from indexer.decode.base58 import b58decode
 from indexer.errors import ConfigError
-from indexer.pipeline import Pipeline, WorkUnit
+from indexer.pipeline import WorkUnit
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,14 @@ class PageSource(Protocol):
                         before: str | None = None) -> AsyncIterator[Sequence[Any]]: ...
 
 
+class UnitSink(Protocol):
+    """Where a page's signatures go (``indexer.pipeline.Pipeline``)."""
+
+    fetch_batch: int
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]: ...
+
+
 @dataclass(slots=True)
 class WalletProgress:
     wallet: str
@@ -154,14 +169,57 @@ SET before_signature = excluded.before_signature, done = excluded.done, updated_
 """
 
 
+@dataclass(slots=True)
+class _Page:
+    task: asyncio.Future[Any] | None  # the page's units, committed; None: nothing chosen
+    oldest: str
+    scanned: int
+    submitted: int
+
+
+InFlight = dict[str, "asyncio.Future[Any]"]  # signature -> its unit, until committed
+
+
+def _submit(pipeline: UnitSink, signatures: list[str], shared: InFlight | None) -> asyncio.Future[Any]:
+    """The page as units of the pipeline's fetch batch; done when all are committed.
+
+    With ``shared`` (the units an agent's other addresses have in flight), a signature
+    already there is not submitted again: the page waits for that unit instead."""
+    size = max(1, pipeline.fetch_batch)
+    waits: dict[int, asyncio.Future[Any]] = {}
+    fresh = signatures
+    if shared is not None:
+        for signature in signatures:
+            if (other := shared.get(signature)) is not None:
+                waits[id(other)] = other
+        fresh = [s for s in signatures if s not in shared]
+    units = []
+    for start in range(0, len(fresh), size):
+        chunk = tuple(fresh[start:start + size])
+        unit = pipeline.submit(WorkUnit(chunk, "backfill"))
+        if shared is not None:
+            shared.update(dict.fromkeys(chunk, unit))
+            unit.add_done_callback(functools.partial(_forget, shared, chunk))
+        units.append(unit)
+    return asyncio.gather(*units, *waits.values())
+
+
+def _forget(shared: InFlight, signatures: Sequence[str], _: asyncio.Future[Any]) -> None:
+    # Committed now: the pipeline skips these signatures if another page names them again.
+    for signature in signatures:
+        shared.pop(signature, None)
+
+
 async def backfill_wallet(
     wallet: str,
     window: Range,
     *,
     rpc: PageSource,
-    pipeline: Pipeline,
+    pipeline: UnitSink,
     pool: AsyncConnectionPool[Any] | None,
     on_page: Callable[[WalletProgress], None] = lambda _: None,
+    pages_ahead: int = 2,
+    shared: InFlight | None = None,
 ) -> WalletProgress:
     """Backfill one wallet over ``window``; resumes from stored progress when ``pool``."""
     progress = WalletProgress(wallet)
@@ -176,25 +234,46 @@ async def backfill_wallet(
                 return progress
             before = row[0] or before
     until = window.since.signature if window.since else None
-    async for page in rpc.iter_signatures(wallet, until=until, before=before):
-        if not page:
-            break
-        chosen, stop = select(page, window)
-        progress.scanned += len(page)
-        if chosen:
-            await pipeline.process(WorkUnit(tuple(chosen), "backfill"))
-            progress.submitted += len(chosen)
-        oldest = page[-1].signature
+    in_flight: deque[_Page] = deque()
+
+    async def settle_oldest() -> None:
+        oldest = in_flight[0]
+        if oldest.task is not None:
+            await oldest.task
+        in_flight.popleft()
         if pool is not None:
-            await _save(pool, wallet, range_key, oldest, done=False)
+            await _save(pool, wallet, range_key, oldest.oldest, done=False)
+        progress.scanned += oldest.scanned
+        progress.submitted += oldest.submitted
         on_page(progress)
-        if stop:
-            break
+
+    try:
+        async for page in rpc.iter_signatures(wallet, until=until, before=before):
+            if not page:
+                break
+            chosen, stop = select(page, window)
+            while len(in_flight) >= max(1, pages_ahead):  # the next page is listed meanwhile
+                await settle_oldest()
+            in_flight.append(_Page(_submit(pipeline, chosen, shared) if chosen else None,
+                                   page[-1].signature, len(page), len(chosen)))
+            if stop:
+                break
+        while in_flight:
+            await settle_oldest()
+    finally:
+        for unsettled in in_flight:  # a failure: units already submitted finish on their own
+            if unsettled.task is not None:
+                unsettled.task.add_done_callback(_consume)
     progress.done = True
     if pool is not None:
         await _save(pool, wallet, range_key, None, done=True)
     on_page(progress)
     return progress
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
@@ -209,23 +288,34 @@ async def backfill_agent(
     window: Range,
     *,
     rpc: PageSource,
-    pipeline: Pipeline,
+    pipeline: UnitSink,
     pool: AsyncConnectionPool[Any] | None,
     on_page: Callable[[WalletProgress], None] = lambda _: None,
 ) -> WalletProgress:
-    """Backfill ``wallet`` and its token accounts over ``window``; one total for all."""
+    """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
+
+    A transaction in two of the histories (a token transfer the agent signed) is fetched
+    once: the second address's page waits for the first one's unit."""
     total = WalletProgress(wallet)
-    before_scanned = before_submitted = 0
+    parts: dict[str, WalletProgress] = {}
 
     def on_address_page(part: WalletProgress) -> None:
-        total.scanned = before_scanned + part.scanned
-        total.submitted = before_submitted + part.submitted
+        parts[part.wallet] = part
+        total.scanned = sum(p.scanned for p in parts.values())
+        total.submitted = sum(p.submitted for p in parts.values())
         on_page(total)
 
-    for address in (wallet, *sorted(set(token_accounts) - {wallet})):
-        part = await backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
-                                     on_page=on_address_page)
-        before_scanned += part.scanned
-        before_submitted += part.submitted
-    total.scanned, total.submitted, total.done = before_scanned, before_submitted, True
+    shared: InFlight = {}
+    try:
+        async with asyncio.TaskGroup() as group:
+            for address in (wallet, *sorted(set(token_accounts) - {wallet})):
+                group.create_task(backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
+                                                  on_page=on_address_page, shared=shared))
+    except BaseExceptionGroup as failed:
+        # One address failed (the others were stopped): report its error, as one.
+        first = failed.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    total.done = True
     return total

@@ -74,6 +74,10 @@ class TxRecord:
     post_tokens: list[dict[str, Any]]
     memos: list[str]
     pre_accounts: dict[str, Account | None] = field(default_factory=dict)
+    # getTransaction answers already rendered, by (encoding, versioned): a record never
+    # changes once landed (a fork drops it whole), so its answer is rendered once, as a
+    # node reads a stored transaction instead of re-executing it.
+    rendered: dict[tuple[str, bool], Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

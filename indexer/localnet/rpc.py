@@ -10,6 +10,7 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
@@ -249,10 +250,13 @@ class Methods:
                                              until=until, limit=limit)
         return [encoding.signature_entry(r, self.ledger.level_of(r.slot)) for r in records]
 
-    def rpc_getTransaction(self, params: list[Any]) -> dict[str, Any] | None:
+    def rpc_getTransaction(self, params: list[Any]) -> orjson.Fragment | None:
         if not params:
             raise invalid("Invalid params: missing signature")
-        signature = _signature(params[0])
+        # A signature the ledger holds (or held) is valid: skip decoding it again.
+        known = isinstance(params[0], str) and (params[0] in self.ledger.by_signature
+                                                or params[0] in self.ledger.dropped_signatures)
+        signature = params[0] if known else _signature(params[0])
         config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
         if len(params) > 1 and isinstance(params[1], str):
             config = {"encoding": params[1]}
@@ -273,7 +277,12 @@ class Methods:
             raise RpcFailure(-32015, "Transaction version (0) is not supported by the requesting "
                              "client. Please try the request again with the following configuration "
                              "parameter: \"maxSupportedTransactionVersion\": 0")
-        return encoding.transaction_result(record, enc, versioned_ok=max_version is not None)
+        key = (enc, max_version is not None)
+        rendered = record.rendered.get(key)
+        if rendered is None:
+            rendered = record.rendered[key] = orjson.Fragment(orjson.dumps(
+                encoding.transaction_result(record, enc, versioned_ok=key[1])))
+        return rendered
 
     def rpc_getBlockTime(self, params: list[Any]) -> int:
         if not params or not isinstance(params[0], int):

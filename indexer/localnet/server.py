@@ -367,14 +367,12 @@ class Localnet:
         try:
             body = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
-            return web.json_response({"jsonrpc": "2.0", "error": PARSE_ERROR, "id": None},
-                                     dumps=_dumps)
+            return _json({"jsonrpc": "2.0", "error": PARSE_ERROR, "id": None})
         if isinstance(body, list):
             if not body:
-                return web.json_response({"jsonrpc": "2.0", "error": INVALID_REQUEST, "id": None},
-                                         dumps=_dumps)
-            return web.json_response([self._one(item) for item in body], dumps=_dumps)
-        return web.json_response(self._one(body), dumps=_dumps)
+                return _json({"jsonrpc": "2.0", "error": INVALID_REQUEST, "id": None})
+            return _json([self._one(item) for item in body])
+        return _json(self._one(body))
 
     # -- websocket ----------------------------------------------------------------------
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
@@ -485,3 +483,8 @@ def _set(target: Any, **values: Any) -> None:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _json(value: Any) -> web.Response:
+    """What ``web.json_response`` answers, serialized once, straight to bytes."""
+    return web.Response(body=orjson.dumps(value), content_type="application/json", charset="utf-8")

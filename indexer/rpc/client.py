@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
@@ -82,6 +83,8 @@ class RpcClient:
         self._current = 0
         self._ids = itertools.count(1)
         self.max_concurrency = max_concurrency
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._latencies: dict[str, Any] = {}
 
     async def __aenter__(self) -> RpcClient:
         if self._session is None:
@@ -98,11 +101,20 @@ class RpcClient:
             self._session = None
 
     # -- transport ------------------------------------------------------------------------
-    def _count(self, method: str, outcome: str, seconds: float | None = None) -> None:
-        if self.metrics is not None:
-            self.metrics.rpc_requests.labels(method, outcome).inc()
-            if seconds is not None:
-                self.metrics.rpc_latency.labels(method).observe(seconds)
+    def _count(self, method: str, outcome: str, seconds: float | None = None, times: int = 1) -> None:
+        if self.metrics is None:
+            return
+        # Labelled children are looked up once: labels() costs more than inc() itself.
+        counter = self._counters.get((method, outcome))
+        if counter is None:
+            counter = self._counters[(method, outcome)] = self.metrics.rpc_requests.labels(method, outcome)
+        counter.inc(times)
+        if seconds is not None:
+            latency = self._latencies.get(method)
+            if latency is None:
+                latency = self._latencies[method] = self.metrics.rpc_latency.labels(method)
+            for _ in range(times):
+                latency.observe(seconds)
 
     async def _exchange(self, requests: Sequence[Request]) -> list[Any]:
         """One HTTP POST to the current endpoint; results or exceptions, in order."""
@@ -125,9 +137,11 @@ class RpcClient:
                     f"{method}: {type(exc).__name__} talking to {redact_url(url)}") from None
         results = protocol.decode(body, requests)
         elapsed = time.monotonic() - started
-        for request, result in zip(requests, results, strict=True):
-            outcome = "ok" if not isinstance(result, Exception) else type(result).__name__
-            self._count(request.method, outcome, elapsed)
+        outcomes = Counter((request.method, "ok" if not isinstance(result, Exception)
+                            else type(result).__name__)
+                           for request, result in zip(requests, results, strict=True))
+        for (name, outcome), times in outcomes.items():
+            self._count(name, outcome, elapsed, times)
         return results
 
     def _fail_over(self, exc: BaseException) -> None:

@@ -7,23 +7,37 @@ Both run in this process on the same history, written by the workload to a local
 that runs in its own process (so its CPU is not counted as ours; it still shares the
 machine's two cores). PostgreSQL is embedded
 (non-durable) unless AMOCA_BENCH_DATABASE_URL names a server we may create databases on.
+Throughput counts distinct transactions of the agents' histories per second of the whole
+command (connect, probe, list pages, fetch, decode, write). Beside each run, the CPU time
+of this process, of the cluster and of PostgreSQL (its server processes, from /proc) per
+transaction, so the reader sees which of them limits the figure on this machine.
 Prints figures; asserts nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import math
 import os
 import statistics
 import sys
 import time
 import uuid
-from dataclasses import replace
+from collections.abc import Awaitable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
 import psycopg
-from benchdb import postgres, separate_cluster  # a sibling module: benchmarks run as scripts from this folder
+from benchdb import (  # a sibling module: benchmarks run as scripts from this folder
+    cluster_pid,
+    postgres,
+    postgres_pid,
+    process_cpu,
+    separate_cluster,
+    tree_cpu,
+)
 from psycopg import conninfo, sql
 from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
@@ -36,7 +50,7 @@ from indexer.decode import decode_transaction
 from indexer.localnet.workload import WorkloadConfig, run_workload
 from indexer.rpc import RpcClient
 
-RUNS = 3
+RUNS = 5
 BASELINE_SAMPLE = 600  # signatures per baseline run: it is sequential, its rate is flat
 
 _INSERT = """
@@ -59,7 +73,14 @@ def create(admin: str, name: str, template: str | None = None) -> str:
         if template:
             query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
         conn.execute(query)
+        conn.execute("CHECKPOINT")  # the copy's writes land now, not inside the measured run
     return with_database(admin, name)
+
+
+def drop(admin: str, name: str) -> None:
+    """Gone once measured: autovacuum on an earlier run's rows must not run inside the next."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def count_rows(url: str) -> int:
@@ -69,13 +90,17 @@ def count_rows(url: str) -> int:
     return int(row[0])
 
 
-async def ours(url: str, rpc_url: str, wallets: list[str]) -> tuple[float, int]:
+async def ours(url: str, rpc_url: str, wallets: list[str], distinct: int) -> tuple[float, int]:
+    """The `backfill` command's run, as the CLI does it (connect, probe, list, fetch, write)."""
     config = replace(load_settings(), rpc_urls=(rpc_url,))
     started = time.perf_counter()
     summary = await run_backfill_command(config, url, wallets, Range(), concurrency=4, batch_size=100,
                                          dry_run=False, show_progress=False)
     seconds = time.perf_counter() - started
-    return seconds, int(summary["transactions_processed"])
+    # A transaction in two of an agent's histories (wallet and token account) is submitted
+    # twice; the figure counts distinct transactions.
+    assert int(summary["transactions_processed"]) >= distinct
+    return seconds, distinct
 
 
 async def signatures_of(rpc_url: str, wallets: list[str]) -> list[str]:
@@ -107,7 +132,48 @@ async def baseline(url: str, rpc_url: str, signatures: list[str], wallets: list[
     return time.perf_counter() - started, len(signatures)
 
 
+@dataclass(frozen=True, slots=True)
+class Run:
+    seconds: float
+    transactions: int
+    rows: int
+    cpu: dict[str, float]  # process -> CPU seconds during the run
+
+    @property
+    def rate(self) -> float:
+        return self.transactions / self.seconds
+
+
+class CpuMeter:
+    """CPU seconds of this process, the cluster and PostgreSQL (server and backends)."""
+
+    def __init__(self, cluster: int, postmaster: int) -> None:
+        self.cluster, self.postmaster = cluster, postmaster
+
+    def read(self) -> dict[str, float]:
+        return {"backfill": time.process_time(), "cluster": process_cpu(self.cluster),
+                "postgres": tree_cpu(self.postmaster) if self.postmaster else float("nan")}
+
+    async def measure(self, work: Awaitable[tuple[float, int]], url: str) -> Run:
+        # Neither contender pays for this script's own heap (the workload's history):
+        # the cyclic collector leaves what exists now alone.
+        gc.collect()
+        gc.freeze()
+        before = self.read()
+        seconds, transactions = await work
+        await asyncio.sleep(0.2)  # closed backends are reaped into the postmaster's total
+        after = self.read()
+        return Run(seconds, transactions, count_rows(url), {k: after[k] - before[k] for k in after})
+
+
+def describe(run: Run) -> str:
+    per_tx = ", ".join(f"{name} {cpu / run.transactions * 1e6:,.0f}" for name, cpu in run.cpu.items())
+    return (f"{run.transactions} tx, {run.rows} rows in {run.seconds:.2f} s = {run.rate:,.0f} tx/s;"
+            f" CPU us/tx: {per_tx}")
+
+
 async def main(count: int) -> None:
+    print(f"load average at the start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with postgres() as admin:
         template = f"bench_tpl_{uuid.uuid4().hex[:8]}"
         history_url = create(admin, template)
@@ -122,23 +188,44 @@ async def main(count: int) -> None:
                   f"{len(summary.agent_wallets)} agents ({time.perf_counter() - started:.1f} s)")
             wallets = list(summary.agent_wallets)
             signatures = await signatures_of(http_url, wallets)
+            distinct = len(signatures)
+            print(f"the agents' histories (wallets and token accounts): {distinct} distinct transactions")
             sample = signatures[:BASELINE_SAMPLE]
-            ours_rates, base_rates = [], []
+            meter = CpuMeter(cluster_pid(http_url), postgres_pid(history_url))
+            ours_runs, base_runs = [], []
             for run in range(RUNS):
-                url = create(admin, f"bench_ours_{run}_{uuid.uuid4().hex[:6]}", template)
-                seconds, processed = await ours(url, http_url, wallets)
-                ours_rates.append(processed / seconds)
-                print(f"  ours     run {run + 1}: {processed} tx in {seconds:.2f} s = "
-                      f"{processed / seconds:,.0f} tx/s ({count_rows(url)} rows)")
-                url = create(admin, f"bench_base_{run}_{uuid.uuid4().hex[:6]}", template)
-                seconds, processed = await baseline(url, http_url, sample, wallets)
-                base_rates.append(processed / seconds)
-                print(f"  baseline run {run + 1}: {processed} tx in {seconds:.2f} s = "
-                      f"{processed / seconds:,.0f} tx/s ({count_rows(url)} rows)")
-    ours_median, base_median = statistics.median(ours_rates), statistics.median(base_rates)
+                name = f"bench_ours_{run}_{uuid.uuid4().hex[:6]}"
+                url = create(admin, name, template)
+                result = await meter.measure(ours(url, http_url, wallets, distinct), url)
+                drop(admin, name)
+                ours_runs.append(result)
+                print(f"  ours     run {run + 1}: {describe(result)}", flush=True)
+                name = f"bench_base_{run}_{uuid.uuid4().hex[:6]}"
+                url = create(admin, name, template)
+                result = await meter.measure(baseline(url, http_url, sample, wallets), url)
+                drop(admin, name)
+                base_runs.append(result)
+                print(f"  baseline run {run + 1}: {describe(result)}", flush=True)
+    ours_median = statistics.median(r.rate for r in ours_runs)
+    base_median = statistics.median(r.rate for r in base_runs)
     print(f"median of {RUNS}: ours {ours_median:,.0f} tx/s, baseline {base_median:,.0f} tx/s, "
           f"ratio {ours_median / base_median:.1f}x  (targets: >= 5,000 tx/s, >= 20x)")
-    print(f"note: the local cluster runs in its own process; {os.cpu_count()} CPUs here")
+    cores = os.cpu_count() or 1
+    work = {}
+    for name, runs in (("ours", ours_runs), ("baseline", base_runs)):
+        split = {k: statistics.median(r.cpu[k] / r.transactions for r in runs) * 1e6 for k in runs[0].cpu}
+        known = [v for v in split.values() if not math.isnan(v)]
+        work[name] = sum(known)
+        print(f"CPU per transaction, {name} (median, us): "
+              + ", ".join(f"{k} {v:,.0f}" for k, v in split.items())
+              + f"; all three {sum(known):,.0f} => at most {cores / sum(known) * 1e6:,.0f} tx/s on"
+              f" {cores} cores if they overlapped perfectly, {1e6 / sum(known):,.0f} tx/s if they take"
+              f" turns; the busiest alone at most {1e6 / max(known):,.0f} tx/s")
+    print(f"CPU per transaction, all three processes: the baseline spends "
+          f"{work['baseline'] / work['ours']:.1f}x ours (less sensitive to other load on the machine"
+          f" than the throughput ratio, which grows with it: the baseline waits on every round trip)")
+    print(f"note: the local cluster runs in its own process; {os.cpu_count()} CPUs here, "
+          f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What benchmarks share: a PostgreSQL server (AMOCA_BENCH_DATABASE_URL, or a throwaway
-embedded one) and a local cluster in its own process, so its CPU is not counted as ours."""
+embedded one), a local cluster in its own process, so its CPU is not counted as ours, and
+the CPU time of those other processes (Linux /proc), so a figure says what limits it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,52 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
+import psycopg
 
 from indexer.db import embedded
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_cluster_pids: dict[str, int] = {}
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process; 0.0 when unknown (not Linux, gone)."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS if fields else 0.0
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid``, of its children that exited (reaped) and of those alive."""
+    fields = _stat(pid)
+    if not fields:
+        return 0.0
+    total = sum(int(f) for f in fields[11:15]) / _TICKS
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            child = _stat(int(entry.name))
+            if child and int(child[1]) == pid:
+                total += (int(child[11]) + int(child[12])) / _TICKS
+    return total
+
+
+def postgres_pid(url: str) -> int:
+    """The postmaster of the server at ``url`` when it runs on this machine, else 0."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
+        fields = _stat(int(row[0])) if row else None  # while the backend lives
+    return int(fields[1]) if fields else 0
+
+
+def cluster_pid(http_url: str) -> int:
+    """The process of a cluster started by ``separate_cluster`` (0 when unknown)."""
+    return _cluster_pids.get(http_url, 0)
 
 
 @contextmanager
@@ -69,8 +114,10 @@ async def separate_cluster(slot_ms: int = 40, finality_slots: int = 6) -> AsyncI
         "--slot-ms", str(slot_ms), "--finality-slots", str(finality_slots), stdout=subprocess.DEVNULL)
     try:
         http_url = f"http://127.0.0.1:{port}"
+        _cluster_pids[http_url] = cluster.pid
         await wait_healthy(http_url)
         yield http_url, f"ws://127.0.0.1:{port + 1}"
     finally:
+        _cluster_pids.pop(f"http://127.0.0.1:{port}", None)
         cluster.terminate()
         await asyncio.wait_for(cluster.wait(), 30)

@@ -23,7 +23,7 @@ from solders.rpc.config import RpcTransactionLogsFilterMentions
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
-from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet import Localnet, LocalnetConfig, encoding
 from tests.support.paths import shared_dir
 
 MEMO = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
@@ -133,6 +133,36 @@ async def test_get_transaction_has_every_key_a_real_node_sends(
                if not any(i in p for i in ignore) and "innerInstructions[]" not in p
                and "TokenBalances[]" not in p and "addressTableLookups" not in p and "rewards[]" not in p}
     assert missing == set()
+
+
+async def test_get_transaction_answers_are_rendered_once_and_never_change(net: Localnet) -> None:
+    """Answers are kept per (encoding, version flag): asked again, in a batch or alone, a
+    transaction reads the same as a fresh rendering of the ledger record; a signature the
+    ledger never held still answers null, and a malformed one the same error as before."""
+    payer = await funded(net)
+    signature = net.ledger.send(memo_transfer(net, payer, Keypair().pubkey(), 10**9, b"amoca:1:funding"))
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(signature, "confirmed")
+    record = net.ledger.by_signature[signature]
+    for enc in ("json", "jsonParsed", "base64"):
+        config = {"encoding": enc, "commitment": "confirmed", "maxSupportedTransactionVersion": 0}
+        fresh = orjson.loads(orjson.dumps(encoding.transaction_result(record, enc, versioned_ok=True)))
+        alone = [(await rpc(net, "getTransaction", [signature, config]))["result"] for _ in range(2)]
+        body = [{"jsonrpc": "2.0", "id": i, "method": "getTransaction", "params": [signature, config]}
+                for i in range(3)]
+        async with aiohttp.ClientSession() as session, session.post(net.http_url, json=body) as response:
+            batch = [item["result"] for item in await response.json()]
+        assert alone == [fresh, fresh]
+        assert batch == [fresh, fresh, fresh]
+        # Without the version flag a v0 transaction is refused, cached answer or not.
+        refused = await rpc(net, "getTransaction", [signature, {"encoding": enc, "commitment": "confirmed"}])
+        assert refused["error"]["code"] == -32015
+    assert set(record.rendered) == {("json", True), ("jsonParsed", True), ("base64", True)}
+    unknown = str(Keypair().sign_message(b"never sent"))
+    config = {"encoding": "base64", "commitment": "confirmed", "maxSupportedTransactionVersion": 0}
+    assert (await rpc(net, "getTransaction", [unknown, config]))["result"] is None
+    bad = await rpc(net, "getTransaction", ["not-a-signature", config])
+    assert bad["error"] == {"code": -32602, "message": "Invalid param: Invalid"}
 
 
 async def test_logs_notification_shape_matches_the_documented_one(net: Localnet) -> None:

@@ -1,0 +1,79 @@
+"""The sink's row insert against a real PostgreSQL: every column of a row arrives as the
+decoder made it (exact amounts, block time as UTC, task only when known, metadata), and
+writing the same batch again changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+
+import psycopg
+
+from indexer.decode.models import TransferRow
+from indexer.sink import Batch, write_batch
+
+AGENT = "AgentWa11et1111111111111111111111111111111"
+OTHER_AGENT = "AgentWa11et2222222222222222222222222222222"  # not in the database
+PAYER = "PayerWa11et111111111111111111111111111111"
+NEW_USER = "NewUserWa11et1111111111111111111111111111"  # not a user yet: the sink adds it
+TASK = uuid.UUID("00000000-0000-4000-8000-000000000001")
+UNKNOWN_TASK = uuid.UUID("00000000-0000-4000-8000-000000000002")
+
+
+def _row(n: int, *, agent: str = AGENT, counterparty: str = PAYER, amount: str = "1.234567891",
+         task: uuid.UUID | None = TASK, block_time: int | None = 1_767_225_600,
+         memo: str | None = 'amoca:1:payment:{"t":"x"}') -> TransferRow:
+    raw = int(Decimal(amount) * 10**9)
+    return TransferRow(
+        signature=str(n) * 88, agent_wallet=agent, counterparty_wallet=counterparty,
+        transaction_type="payment", direction="in", amount_raw=raw, amount=Decimal(amount),
+        mint=None, decimals=9, status="pending", task_id=task, refund_of=None, period=None,
+        memo=memo, memo_rejection=None, legs=(), slot=100 + n, block_time=block_time,
+        fee_payer=counterparty)
+
+
+def _register(conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO users (wallet_address) VALUES (%s)", (PAYER,))
+    conn.execute("""
+        INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address, status)
+        VALUES ('a-1', 'Agent', 'Tagline', 'Description', 'https://example.invalid/a.png', %s,
+                'available')""", (AGENT,))
+    conn.execute("""
+        INSERT INTO tasks (id, user_id, agent_id, title, description, status, budget)
+        SELECT %s, u.id, a.id, 'Task', 'Description', 'in_progress', 5
+        FROM users u, agents a WHERE u.wallet_address = %s AND a.wallet_address = %s""",
+                 (TASK, PAYER, AGENT))
+
+
+async def test_rows_arrive_column_for_column_and_twice_is_once(conn: psycopg.Connection,
+                                                               db_url: str) -> None:
+    _register(conn)
+    rows = (
+        _row(1),
+        _row(2, amount="0.000000001", task=UNKNOWN_TASK, block_time=None, memo=None),
+        _row(3, counterparty=NEW_USER, amount="123456789.5"),
+        _row(4, agent=OTHER_AGENT),
+    )
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        first = await write_batch(aconn, Batch(rows=rows))
+        again = await write_batch(aconn, Batch(rows=rows))
+    assert first.inserted == Counter({("payment", "pending"): 3})
+    assert (first.duplicates, first.without_agent) == (0, 1)
+    assert (again.inserted_total, again.duplicates, again.without_agent) == (0, 3, 1)
+
+    stored = {r[0]: r[1:] for r in conn.execute("""
+        SELECT t.transaction_signature, t.amount, t.created_at, t.slot, t.task_id, u.wallet_address,
+               t.decimals, t.mint, t.metadata, t.created_at > timezone('utc', now()) - interval '1 hour'
+        FROM transactions t LEFT JOIN users u ON u.id = t.user_id""").fetchall()}
+    assert set(stored) == {"1" * 88, "2" * 88, "3" * 88}
+    amount, created, slot, task, user, decimals, mint, metadata, _ = stored["1" * 88]
+    assert (amount, created, slot, task, user, decimals, mint) == (
+        Decimal("1.234567891"), datetime(2026, 1, 1), 101, TASK, PAYER, 9, None)
+    assert metadata == rows[0].to_json_dict()
+    amount, _, _, task, _, _, _, metadata, recent = stored["2" * 88]
+    assert (amount, task, recent) == (Decimal("0.000000001"), None, True)  # unknown task; no block time
+    assert metadata == rows[1].to_json_dict()
+    amount, _, _, _, user, _, _, _, _ = stored["3" * 88]
+    assert (amount, user) == (Decimal("123456789.5"), NEW_USER)

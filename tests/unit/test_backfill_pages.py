@@ -1,0 +1,152 @@
+"""Backfill keeps several pages in flight, yet its progress moves in page order: a page
+counts as done only once it and every newer page are committed, whatever order the
+pipeline commits them in. A failed page stops the wallet with its progress before it.
+An agent's addresses run at once; a transaction two of them list is submitted once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from indexer.backfill import Range, WalletProgress, backfill_agent, backfill_wallet
+from indexer.errors import RpcUnavailable
+from indexer.pipeline import WorkUnit
+
+
+@dataclass(frozen=True)
+class Info:
+    signature: str
+    slot: int
+    block_time: int | None = None
+
+
+class Pages:
+    """A node listing ``count`` pages of ``size`` signatures, newest first."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.pages = [[Info(f"s{p}-{i}", 1000 - p * size - i) for i in range(size)] for p in range(count)]
+        self.listed = 0
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        for page in self.pages:
+            self.listed += 1
+            yield page
+
+
+class Units:
+    """A pipeline that commits only when the test says so."""
+
+    fetch_batch = 2
+
+    def __init__(self) -> None:
+        self.units: dict[str, tuple[WorkUnit, asyncio.Future[Any]]] = {}
+        self.arrived = asyncio.Event()
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.units[unit.signatures[0]] = (unit, future)
+        self.arrived.set()
+        return future
+
+    async def until_submitted(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.units) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+    def commit_page(self, page: int) -> None:
+        for first, (_, future) in self.units.items():
+            if first.startswith(f"s{page}-") and not future.done():
+                future.set_result(None)
+
+    def fail_page(self, page: int) -> None:
+        for first, (_, future) in self.units.items():
+            if first.startswith(f"s{page}-") and not future.done():
+                future.set_exception(RpcUnavailable("getTransaction: HTTP 503"))
+
+
+class Seen:
+    """The progress reports (``scanned`` totals), awaitable by count."""
+
+    def __init__(self) -> None:
+        self.values: list[int] = []
+        self.changed = asyncio.Event()
+
+    def __call__(self, progress: WalletProgress) -> None:
+        self.values.append(progress.scanned)
+        self.changed.set()
+
+    async def until(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.values) < count:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_pages_in_flight_commit_out_of_order_progress_moves_in_order() -> None:
+    pages, units, seen = Pages(count=3, size=4), Units(), Seen()
+    run = asyncio.create_task(backfill_wallet("W", Range(), rpc=pages, pipeline=units, pool=None,
+                                              on_page=seen, pages_ahead=2))
+    await units.until_submitted(4)  # two pages in flight, each in units of the fetch batch
+    assert sorted(u.signatures for u, _ in units.units.values()) == [
+        ("s0-0", "s0-1"), ("s0-2", "s0-3"), ("s1-0", "s1-1"), ("s1-2", "s1-3")]
+    assert pages.listed == 3  # the third page is listed, and waits for the first to settle
+    units.commit_page(1)
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the run react, if it (wrongly) would
+    assert seen.values == []  # the newer page is committed, the older is not: no progress
+    units.commit_page(0)
+    await seen.until(1)
+    await units.until_submitted(6)
+    await seen.until(2)
+    assert seen.values == [4, 8]  # page 0, then page 1
+    units.commit_page(2)
+    progress = await asyncio.wait_for(run, 5)
+    assert (progress.scanned, progress.submitted, progress.done) == (12, 12, True)
+    assert seen.values == [4, 8, 12, 12]
+
+
+async def test_a_failed_page_stops_the_wallet_before_it() -> None:
+    pages, units, seen = Pages(count=3, size=2), Units(), Seen()
+    run = asyncio.create_task(backfill_wallet("W", Range(), rpc=pages, pipeline=units, pool=None,
+                                              on_page=seen, pages_ahead=2))
+    await units.until_submitted(2)
+    units.commit_page(0)
+    units.fail_page(1)
+    with pytest.raises(RpcUnavailable):
+        await asyncio.wait_for(run, 5)
+    assert seen.values == [2]  # page 0 done; page 1 (and what followed) is redone by the next run
+
+
+class Histories:
+    """Two addresses of one agent whose histories share transactions."""
+
+    def __init__(self, pages: dict[str, list[list[str]]]) -> None:
+        self.pages = pages
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        for page in self.pages[address]:
+            yield [Info(s, 1) for s in page]
+
+
+async def test_an_agents_addresses_run_at_once_and_share_transactions() -> None:
+    histories = Histories({"W": [["s0-a", "s0-b", "s0-c"]], "T": [["s0-b", "x-1"]]})
+    units, seen = Units(), Seen()
+    run = asyncio.create_task(backfill_agent("W", ["T"], Range(), rpc=histories, pipeline=units,
+                                             pool=None, on_page=seen))
+    await units.until_submitted(3)  # W's two units and T's own one; s0-b is not submitted twice
+    assert sorted(u.signatures for u, _ in units.units.values()) == [
+        ("s0-a", "s0-b"), ("s0-c",), ("x-1",)]
+    units.units["x-1"][1].set_result(None)
+    for _ in range(5):
+        await asyncio.sleep(0)  # let the run react, if it (wrongly) would
+    assert seen.values == []  # T's page also waits for s0-b, in W's unit
+    units.commit_page(0)
+    total = await asyncio.wait_for(run, 5)
+    assert (total.scanned, total.submitted, total.done) == (5, 5, True)
