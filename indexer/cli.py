@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backfill": ("indexer.commands.backfill", "Index a wallet's history from getSignaturesForAddress."),
     "decode": ("indexer.commands.decode", "Decode a transaction and print its rows; writes nothing."),
     "rank": ("indexer.commands.rank", "Recompute leaderboard rankings now."),
+    "prune": ("indexer.commands.prune", "Delete data past retention (tasks 2 years, messages 1 year)."),
     "status": ("indexer.commands.status", "Cursors, slot lag, pending rows, dead letters."),
     "localnet": ("indexer.commands.localnet", "Run the local Solana cluster."),
     "workload": ("indexer.commands.workload", "Send AMOCA traffic to a cluster, write ground truth."),
@@ -86,5 +87,22 @@ def main(argv: list[str] | None = None) -> Any:
     except IndexerError as exc:
         click.echo(f"amoca-indexer: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        database_error = _database_error(exc)
+        if database_error is None:
+            raise
+        # A database refusal no command translated (a role without a grant, say).
+        click.echo(f"amoca-indexer: database error: {database_error}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _database_error(exc: BaseException) -> IndexerError | None:
+    """The translated error when ``exc`` is psycopg's (only loaded if a command used it)."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None or not isinstance(exc, psycopg.Error):
+        return None
+    from indexer.db.connection import translate
+
+    return translate(exc)

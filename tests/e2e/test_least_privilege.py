@@ -1,0 +1,57 @@
+"""The daemon runs as a login that holds nothing but the `amoca_indexer` role, and the
+database still reaches the ground truth: least privilege is enough to do the whole job."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import conninfo, sql
+
+from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet.workload import WorkloadConfig, run_workload
+from tests.e2e.harness import (
+    database_rows,
+    differences,
+    eventually,
+    expected_rows,
+    running_daemon,
+    stats_consistent,
+)
+
+CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=29)
+
+
+@pytest.fixture
+def indexer_login_url(db_url: str) -> Iterator[str]:
+    """A URL that logs in as a fresh role whose only privilege is membership of amoca_indexer."""
+    name = f"amoca_indexer_login_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE amoca_indexer").format(sql.Identifier(name)))
+    params = conninfo.conninfo_to_dict(db_url)
+    params["user"] = name
+    try:
+        yield conninfo.make_conninfo(**params)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
+
+
+async def test_the_daemon_needs_only_the_indexer_role(db_url: str, indexer_login_url: str) -> None:
+    with psycopg.connect(indexer_login_url) as conn:  # the login really is unprivileged
+        role = conn.execute("SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        assert role.fetchone() == (False, False)
+    async with Localnet(CLUSTER) as net, \
+            running_daemon(indexer_login_url, net.http_url, net.ws_url) as daemon:
+        await daemon.wait_logged("ops_listening")
+        summary = await run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=200, count=80, agents=4, users=6, seed=31, database_url=db_url))
+        expected = expected_rows(summary.truth)
+        await eventually(lambda: differences(expected, database_rows(db_url)), deadline=60,
+                         what="database equal to the ground truth")
+        assert stats_consistent(db_url)
+        await daemon.wait_logged("rankings_refreshed")
+        assert await daemon.stop() == 0, daemon.tail()
+    assert not any('"level": "error"' in line for line in daemon.log), daemon.tail()
