@@ -26,6 +26,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from indexer.db.connection import translate
 from indexer.pipeline import Pipeline, WorkUnit
 from indexer.sink import CursorAdvance
 
@@ -117,8 +118,11 @@ class GapFiller:
         """Process every signature newer than the wallet's cursor; returns how many."""
         lock = self._locks.setdefault(wallet, asyncio.Lock())
         async with lock:
-            async with self.pool.connection() as conn:
-                cursor = (await read_cursors(conn, [wallet])).get(wallet)
+            try:
+                async with self.pool.connection() as conn:
+                    cursor = (await read_cursors(conn, [wallet])).get(wallet)
+            except psycopg.Error as exc:  # a dead session or an outage: transient, by SQLSTATE
+                raise translate(exc) from exc
             finalized_slot = await self.finalized_slot()
             listed: list[tuple[str, int]] = []
             async for page in self.rpc.iter_signatures(

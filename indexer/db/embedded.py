@@ -82,6 +82,9 @@ def _free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As PostgreSQL binds: connections the stopped server closed linger in TIME_WAIT
+        # on its port, and must not make a restart move to another port.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -108,8 +111,8 @@ def _run(args: list[str], *, timeout: float = 60.0) -> subprocess.CompletedProce
     )
 
 
-def running(data_dir: Path) -> EmbeddedServer | None:
-    """The server running on ``data_dir``, or None."""
+def _postmaster(data_dir: Path) -> tuple[int, int] | None:
+    """(pid, port) of the live postmaster of ``data_dir``, ready or not; None when none."""
     pid_file = data_dir / "postmaster.pid"
     try:
         lines = pid_file.read_text().splitlines()
@@ -124,6 +127,15 @@ def running(data_dir: Path) -> EmbeddedServer | None:
         return None
     except PermissionError:
         pass
+    return pid, port
+
+
+def running(data_dir: Path) -> EmbeddedServer | None:
+    """The server running on ``data_dir`` and accepting connections, or None."""
+    postmaster = _postmaster(data_dir)
+    if postmaster is None:
+        return None
+    pid, port = postmaster
     status = _run([str(_bin("pg_isready")), "-h", "127.0.0.1", "-p", str(port), "-q"])
     if status.returncode != 0:
         return None
@@ -167,7 +179,9 @@ def stop(data_dir: Path, *, mode: str = "fast") -> bool:
     """Stop the server on ``data_dir``; False when none was running."""
     data_dir = data_dir.resolve()
     with _locked(data_dir):
-        if running(data_dir) is None:
+        # A live postmaster is stopped even when it does not answer pg_isready (starting,
+        # recovering, overloaded): "not ready" is not "not running".
+        if _postmaster(data_dir) is None:
             return False
         _run([str(_bin("pg_ctl")), "-D", str(data_dir), "-w", "-t", "60", "-m", mode, "stop"],
              timeout=90)

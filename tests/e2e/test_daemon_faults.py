@@ -1,0 +1,239 @@
+"""The daemon end to end under one fault at a time: the provider rate-limiting and failing,
+every websocket dropped, a confirmed slot forked away, PostgreSQL restarted, the database
+connections cut. The daemon is a real process, the cluster and PostgreSQL real servers;
+after the run the database must equal the ground truth -- every row, status and stat --
+and no dead letter may have been written."""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from pathlib import Path
+
+import psycopg
+
+from indexer.daemon import shard_lock_key
+from indexer.db import embedded, migrations
+from indexer.db.connection import connect, ensure_database
+from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet.workload import WorkloadConfig, WorkloadSummary, run_workload
+from indexer.registry import Shard
+from tests.e2e.harness import (
+    DaemonProcess,
+    after_fork,
+    database_rows,
+    dead_letters,
+    eventually,
+    eventually_reaches,
+    expected_rows,
+    fault,
+    running_daemon,
+    truth_differences,
+)
+
+CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
+
+
+def _at_least_rows(url: str, count: int) -> list[str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM transactions").fetchone()
+    have = row[0] if row else 0
+    return [] if have >= count else [f"{have} rows indexed, waiting for {count}"]
+
+
+async def _http_errors_felt(net: Localnet, daemon: DaemonProcess, status: int, outcome: str,
+                            **options: float) -> None:
+    """Answer a fraction of HTTP requests with ``status`` until the daemon has met a few of
+    them (its RPC metric counts ``outcome``), then clear the fault."""
+    requests = "amoca_indexer_rpc_requests_total"
+    before = await daemon.metric_total(requests, outcome=outcome)
+    await fault(net.admin_url, "http-errors", status=status, seconds=60, **options)
+    await eventually_reaches(lambda: daemon.metric_total(requests, outcome=outcome), before + 5,
+                             deadline=60, what=f"requests of the daemon answered {status}")
+    await fault(net.admin_url, "clear")
+
+
+async def test_rate_limits_then_server_errors_during_the_run_lose_nothing(db_url: str) -> None:
+    async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url) as daemon:
+        await daemon.wait_logged("ops_listening")
+        workload = asyncio.create_task(run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=40, count=120, agents=4, users=6, seed=31, database_url=db_url)))
+        await eventually(lambda: _at_least_rows(db_url, 15), deadline=60, what="traffic indexed")
+        # Half the HTTP requests answer 429 with Retry-After, then half answer 503 -- the
+        # daemon's and the workload's alike -- while the traffic goes on.
+        await _http_errors_felt(net, daemon, 429, "RpcRateLimited", fraction=0.5, retry_after=0.3)
+        await _http_errors_felt(net, daemon, 503, "RpcUnavailable", fraction=0.5)
+        summary = await workload
+        await eventually(lambda: truth_differences(db_url, summary.truth), deadline=60,
+                         what="database equal to the ground truth after 429s and 503s")
+        assert dead_letters(db_url) == []
+        assert await daemon.stop() == 0, daemon.tail()
+
+
+async def test_every_websocket_dropped_repeatedly_loses_nothing(db_url: str) -> None:
+    # No reconciliation poll: only the resubscribe's gap-fill can recover what the drops lose.
+    async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url,
+                                                        AMOCA_RECONCILE_INTERVAL="3600") as daemon:
+        await daemon.wait_logged("ops_listening")
+        workload = asyncio.create_task(run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=60, count=120, agents=4, users=6, seed=32, database_url=db_url)))
+        reconnects = "amoca_indexer_ws_reconnects_total"
+        for drop in range(1, 4):
+            await eventually(partial(_at_least_rows, db_url, 20 * drop), deadline=60,
+                             what=f"traffic indexed before drop {drop}")
+            await eventually(lambda: [] if any(net.pubsub.by_mention.values()) else ["no subscription"],
+                             deadline=30, what=f"the daemon subscribed before drop {drop}")
+            if drop == 2:  # this time the provider also refuses reconnections for a while
+                await fault(net.admin_url, "refuse", seconds=1.0)
+            assert await fault(net.admin_url, "drop-websockets") > 0
+            await eventually_reaches(lambda: daemon.metric_total(reconnects), drop, deadline=30,
+                                     what="websocket reconnects")
+        summary = await workload
+        await eventually(lambda: truth_differences(db_url, summary.truth), deadline=60,
+                         what="database equal to the ground truth after dropped websockets")
+        assert dead_letters(db_url) == []
+        assert await daemon.stop() == 0, daemon.tail()
+
+
+# Finality 150 slots (6 s) away: the forked slot is still unfinalized when the test forks it,
+# even on a busy machine. A dropped row fails 150 slots (the blockhash expiry) later still.
+FORK_CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=150, seed=6)
+
+
+def _forkable_slot(url: str, summary: WorkloadSummary, finalized: int) -> int:
+    """A slot in the middle of the workload's traffic that is not finalized yet."""
+    signatures = sorted({r["signature"] for r in summary.truth})
+    with psycopg.connect(url) as conn:
+        slots = sorted({slot for (slot,) in conn.execute(
+            "SELECT slot FROM transactions WHERE transaction_signature = ANY(%s)",
+            (signatures,)).fetchall()})
+    unfinalized = [s for s in slots if s > finalized]
+    assert unfinalized, f"every slot of the traffic is finalized (finalized slot {finalized})"
+    return int(unfinalized[len(unfinalized) // 2])
+
+
+async def test_forked_slot_rows_end_failed_dropped(db_url: str) -> None:
+    async with Localnet(FORK_CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url) as daemon:
+        await daemon.wait_logged("ops_listening")
+        first = await run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=150, count=60, agents=3, users=5, seed=41, database_url=db_url))
+        # Every row of the traffic is indexed (pending: nothing is finalized yet), then forked.
+        keys = set(expected_rows(first.truth))
+        await eventually(lambda: [f"missing {k}" for k in keys - set(database_rows(db_url))],
+                         deadline=30, what="traffic indexed before the fork")
+        slot = _forkable_slot(db_url, first, net.ledger.slot_at("finalized"))
+        forked = await fault(net.admin_url, "fork", slot=slot)
+        dropped = set(forked["signatures"])
+        assert dropped & {r["signature"] for r in first.truth}, forked
+        # Traffic goes on after the fork (new agents too).
+        second = await run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=150, count=40, agents=2, users=4, seed=42, database_url=db_url))
+        truth = [*after_fork(first.truth, dropped), *second.truth]
+        await eventually(lambda: truth_differences(db_url, truth), deadline=90,
+                         what="database equal to the ground truth after the fork")
+        # Each row the fork dropped says why (those that failed on chain were failed before).
+        forked_rows = {(r["signature"], r["agent_wallet"]) for r in first.truth
+                       if r["signature"] in dropped and r["status"] != "failed"}
+        with psycopg.connect(db_url) as conn:
+            marked = set(conn.execute(
+                "SELECT t.transaction_signature, a.wallet_address FROM transactions t"
+                " JOIN agents a ON a.id = t.agent_id WHERE t.metadata->>'failure' = 'dropped'"
+            ).fetchall())
+        assert marked == forked_rows
+        assert dead_letters(db_url) == []
+        assert await daemon.stop() == 0, daemon.tail()
+
+
+async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -> None:
+    # Its own server, whatever the suite runs on: this test stops and restarts it. Durable
+    # (fsync, synchronous commit): an immediate stop is a crash, and a server that forgets
+    # commits it acknowledged would make the comparison with the truth meaningless.
+    data_dir = tmp_path / "pg"
+    server = await asyncio.to_thread(embedded.start, data_dir, durable=True)
+    try:
+        await asyncio.to_thread(ensure_database, server.url(), "amoca")
+        url = server.url("amoca")
+        with connect(url) as conn:
+            migrations.migrate(conn)
+        async with Localnet(CLUSTER) as net, running_daemon(url, net.http_url, net.ws_url) as daemon:
+            await daemon.wait_logged("shard_lock_acquired")
+            workload = asyncio.create_task(run_workload(WorkloadConfig(
+                rpc_url=net.http_url, rate=40, count=160, agents=4, users=6, seed=51, database_url=url)))
+            # Early in the traffic (registration is over once rows arrive), the server stops.
+            await eventually(lambda: _at_least_rows(url, 10), deadline=60, what="traffic indexed")
+            landed = len(net.ledger.by_signature)
+            assert await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
+            # Down until the daemon has noticed and the traffic went on without it.
+            def outage_felt() -> list[str]:
+                now = len(net.ledger.by_signature)
+                if daemon.logged("shard_lock_unavailable") and now >= landed + 15:
+                    return []
+                return [f"lock loss logged: {daemon.logged('shard_lock_lost')}, reconnection refused "
+                        f"logged: {daemon.logged('shard_lock_unavailable')}, {now - landed} "
+                        f"transactions landed since the stop; daemon log:\n{daemon.tail(15)}"]
+
+            await eventually(outage_felt, deadline=30, what="the outage felt by the daemon")
+            restarted = await asyncio.to_thread(embedded.start, data_dir, durable=True)
+            assert restarted.port == server.port
+            summary = await workload
+            await eventually(lambda: truth_differences(url, summary.truth), deadline=60,
+                             what="database equal to the ground truth after a PostgreSQL restart")
+            assert len(daemon.events("shard_lock_acquired")) >= 2, daemon.tail()
+            assert dead_letters(url) == []
+            assert await daemon.stop() == 0, daemon.tail()
+    finally:
+        await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
+
+
+def _sessions_but_the_shard_lock(url: str) -> list[int]:
+    """The daemon's sessions on the test's database, but the shard lock's (and ours)."""
+    key = shard_lock_key(Shard()) & 0xFFFFFFFFFFFFFFFF
+    with psycopg.connect(url, autocommit=True) as conn:
+        holders = [pid for (pid,) in conn.execute(
+            "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE d.datname = current_database() AND l.locktype = 'advisory' AND l.granted"
+            " AND l.classid::int8 = %s AND l.objid::int8 = %s AND l.objsubid = 1",
+            (key >> 32, key & 0xFFFFFFFF)).fetchall()]
+        assert len(holders) == 1, f"shard lock holders: {holders}"
+        return [pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid() AND pid <> %s",
+            (holders[0],)).fetchall()]
+
+
+async def _cut_sessions_but_the_shard_lock(url: str) -> int:
+    """A connection-level outage (a proxy or a failover cutting sessions) that spares the
+    shard lock's session; returns how many sessions were cut."""
+    found: list[int] = []
+
+    def open_sessions() -> list[str]:
+        found[:] = _sessions_but_the_shard_lock(url)
+        return [] if found else ["only the shard lock's session is open"]
+
+    await eventually(open_sessions, deadline=30, what="daemon sessions to cut")
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sum(bool(row and row[0]) for row in (
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone() for pid in found))
+
+
+async def test_database_connections_cut_are_ridden_out_in_place(db_url: str) -> None:
+    # No reconciliation poll: a unit that failed on a cut connection would stay missing.
+    async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url,
+                                                        AMOCA_RECONCILE_INTERVAL="3600") as daemon:
+        await daemon.wait_logged("ops_listening")
+        workload = asyncio.create_task(run_workload(WorkloadConfig(
+            rpc_url=net.http_url, rate=60, count=120, agents=4, users=6, seed=61, database_url=db_url)))
+        for cut in range(1, 4):
+            await eventually(partial(_at_least_rows, db_url, 20 * cut), deadline=60,
+                             what=f"traffic indexed before cut {cut}")
+            assert await _cut_sessions_but_the_shard_lock(db_url) > 0
+            if cut == 2:  # the websockets drop too: the resubscribe's gap-fill meets dead sessions
+                assert await fault(net.admin_url, "drop-websockets") > 0
+        summary = await workload
+        await eventually(lambda: truth_differences(db_url, summary.truth), deadline=60,
+                         what="database equal to the ground truth after connections were cut")
+        # Ridden out in place: the shard lock was never lost, so nothing restarted.
+        assert len(daemon.events("shard_lock_acquired")) == 1, daemon.tail()
+        assert not daemon.logged("daemon_task_failed"), daemon.tail()
+        assert dead_letters(db_url) == []
+        assert await daemon.stop() == 0, daemon.tail()
