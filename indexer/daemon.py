@@ -5,6 +5,10 @@
     reconciliation timer ─▶ gap-fill queue       finality loop, rankings loop,
     slot poller (lag)                             ops endpoint (/metrics /healthz /readyz)
 
+The rankings loop refreshes the leaderboard on a schedule and soon after the database
+signals a stats change (debounced, one runner cluster-wide); the retention loop prunes
+expired tasks and messages once a day (one pruner at a time).
+
 Replicas: the daemon first takes its shard's advisory lock (on a connection kept for
 it), so a second replica of the same shard waits as a standby and takes over when the
 active one's connection dies. Shutdown (SIGTERM/SIGINT): stop intake (subscriptions,
@@ -17,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
+import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -28,22 +34,43 @@ import psycopg
 import structlog
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
+from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from indexer import finality
 from indexer.config import Settings, redact_url
 from indexer.db.connection import translate
-from indexer.errors import DatabaseUnavailable
+from indexer.errors import DatabaseUnavailable, is_transient
 from indexer.gapfill import GapFiller
 from indexer.metrics import Metrics
 from indexer.ops import start_ops_server
 from indexer.pipeline import Pipeline, WorkUnit
 from indexer.rankings import run_scheduler
 from indexer.registry import Shard, WalletRegistry
+from indexer.retention import run_retention
 from indexer.rpc import PubSubConnection, RpcClient
 from indexer.sink import PostgresWriter
 from indexer.subscriptions import SubscriptionManager
 
 log = structlog.get_logger(__name__)
+
+
+LOCK_PROBE_INTERVAL = 1.0  # seconds between checks that the shard lock's session lives
+LOCK_PROBE_TIMEOUT = 5.0
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def freeze_long_lived_objects() -> None:
+    """Take what start-up built (10,000 wallets' registry, subscriptions, token accounts,
+    modules) out of the garbage collector's view: it lives as long as the daemon, and
+    every full collection would walk it again -- a pause of tens to hundreds of ms at
+    10,000 wallets, with notifications waiting behind it. Later garbage is collected as
+    usual."""
+    gc.collect()
+    gc.freeze()
+    log.info("gc_frozen", objects=gc.get_freeze_count())
 
 
 def shard_lock_key(shard: Shard) -> int:
@@ -59,6 +86,7 @@ class Daemon:
         self.registry = registry or CollectorRegistry()
         self.metrics = Metrics(self.registry)
         self.shard = Shard.parse(settings.shard)
+        self.metrics.shard_active.labels(str(self.shard)).set(0)  # a standby until the lock
         self.stopping = asyncio.Event()
         self.active = asyncio.Event()
         self.ops_port: int | None = None
@@ -91,10 +119,12 @@ class Daemon:
                 lock_conn = await self._acquire_shard_lock()
                 if lock_conn is None:
                     break
+                self.metrics.shard_active.labels(str(self.shard)).set(1)
                 try:
                     await self._run_active(lock_conn)
                 finally:
                     self.active.clear()
+                    self.metrics.shard_active.labels(str(self.shard)).set(0)
                     with contextlib.suppress(Exception):
                         await lock_conn.close()
         finally:
@@ -161,10 +191,11 @@ class Daemon:
             def on_signature(wallet: str, signature: str, received: float) -> None:
                 pipeline.submit(WorkUnit((signature,), "live", received_at=received))
 
-            async def discover_token_accounts(owners: frozenset[str]) -> None:
+            async def discover_token_accounts(owners: Collection[str]) -> None:
                 """Agents' SPL token accounts, watched like the wallets themselves."""
-                for start in range(0, len(owners), 100):
-                    part = sorted(owners)[start:start + 100]
+                ordered = sorted(owners)
+                for start in range(0, len(ordered), 100):
+                    part = ordered[start:start + 100]
                     try:
                         found = await rpc.get_token_accounts_by_owner(part)
                     except Exception as exc:  # retried at the next reconciliation
@@ -198,28 +229,57 @@ class Daemon:
                     if change.added:
                         await discover_token_accounts(change.added)
 
+            fill_failures: dict[str, int] = {}  # wallet -> consecutive transient failures
+
             async def fill_worker() -> None:
+                loop = asyncio.get_running_loop()
                 while True:
                     wallet = await fill_queue.get()
                     queued.discard(wallet)
-                    if wallet not in subs.wallets:
+                    if wallet not in subs:
+                        fill_failures.pop(wallet, None)
                         continue  # removed meanwhile
                     self.fills_running += 1
                     try:
                         await filler.fill(wallet)
-                    except Exception as exc:  # retried by the next reconciliation
-                        log.warning("gapfill_failed", wallet=wallet, error=str(exc))
+                        fill_failures.pop(wallet, None)
+                    except Exception as exc:
+                        log.warning("gapfill_failed", wallet=wallet, error=_first_line(str(exc)))
+                        if is_transient(exc):
+                            # Left to the next reconciliation sweep, the gap (a resubscribe's,
+                            # say) would hold rows back for minutes: retry soon, backing off
+                            # per wallet so a long outage does not become a retry storm.
+                            attempt = fill_failures[wallet] = fill_failures.get(wallet, 0) + 1
+                            delay = min(30.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                            loop.call_later(delay, request_fill, frozenset((wallet,)))
                     finally:
                         self.fills_running -= 1
 
             async def reconcile_loop() -> None:
+                """A rolling sweep: every watched wallet once per ``reconcile_interval``, at
+                an even pace. Queueing 10,000 wallets at once would hold the event loop
+                and the cluster for seconds, and live notifications would wait behind it."""
                 while True:
-                    await asyncio.sleep(settings.reconcile_interval)
-                    await discover_token_accounts(wallet_registry.wallets)
-                    request_fill(subs.wallets)
+                    wallets = sorted(subs.wallets)
+                    if not wallets:
+                        await asyncio.sleep(settings.reconcile_interval)
+                        continue
+                    step = max(1, len(wallets) // 1000)  # at most 1,000 pauses per sweep
+                    pause = settings.reconcile_interval * step / len(wallets)
+                    for start in range(0, len(wallets), step):
+                        await asyncio.sleep(pause)
+                        part = wallets[start:start + step]
+                        await discover_token_accounts(
+                            [w for w in part if w in wallet_registry.wallets])
+                        request_fill(frozenset(part))
 
             async def slot_loop() -> None:
+                heap_frozen = False
                 while True:
+                    if not heap_frozen and len(subs) and subs.settled and fill_queue.empty() \
+                            and self.fills_running == 0:
+                        heap_frozen = True  # start-up is done: wallets loaded, subscribed, filled
+                        freeze_long_lived_objects()
                     with contextlib.suppress(Exception):
                         slot = await rpc.get_slot("confirmed")
                         self.chain_slot = slot
@@ -235,19 +295,32 @@ class Daemon:
 
             async def finality_loop() -> None:
                 while True:
+                    more = False
                     try:
-                        await self._finality_pass(pool, rpc)
+                        more = await self._finality_pass(pool, rpc)
                     except Exception as exc:
                         log.warning("finality_pass_failed", error=str(exc))
-                    await asyncio.sleep(settings.finality_interval)
+                    # After a full batch that moved, the next comes soon: one batch of 1,000
+                    # per interval would fall behind any rate above 500 tx/s. Soon, not at
+                    # once: catching up must leave the database to the live writes too.
+                    await asyncio.sleep(min(0.1, settings.finality_interval) if more
+                                        else settings.finality_interval)
 
             async def lock_watch() -> None:
+                """Returns when the shard lock's session is gone (the lock with it)."""
                 while True:
-                    await asyncio.sleep(2.0)
-                    await lock_conn.execute("SELECT 1")  # raises when the lock is lost
+                    await asyncio.sleep(LOCK_PROBE_INTERVAL)
+                    try:
+                        # Bounded: a peer that vanished without a FIN would hang it forever.
+                        await asyncio.wait_for(lock_conn.execute("SELECT 1"), LOCK_PROBE_TIMEOUT)
+                    except (psycopg.Error, OSError, TimeoutError) as exc:
+                        log.warning("shard_lock_lost", shard=str(self.shard),
+                                    error=_first_line(str(exc)))
+                        return
 
             intake: list[asyncio.Task[Any]] = []
             workers: list[asyncio.Task[Any]] = []
+            lock_lost = False
             try:
                 workers.append(asyncio.create_task(pipeline.run(), name="pipeline"))
                 intake += [
@@ -259,6 +332,7 @@ class Daemon:
                     asyncio.create_task(run_scheduler(self._connect, self.metrics,
                                                       interval=settings.rankings_interval),
                                         name="rankings"),
+                    asyncio.create_task(run_retention(self._connect, self.metrics), name="retention"),
                     *(asyncio.create_task(fill_worker(), name=f"gapfill-{i}")
                       for i in range(settings.gapfill_concurrency)),
                 ]
@@ -266,20 +340,24 @@ class Daemon:
                 stop = asyncio.create_task(self.stopping.wait())
                 done, _ = await asyncio.wait({stop, watch, *intake, *workers},
                                              return_when=asyncio.FIRST_COMPLETED)
+                lock_lost = watch in done
                 for task in done:
-                    if task is not stop and not task.cancelled() and task.exception():
+                    if task not in (stop, watch) and not task.cancelled() and task.exception():
                         log.error("daemon_task_failed", task=task.get_name(),
                                   error=repr(task.exception()))
                 watch.cancel()
                 stop.cancel()
             finally:
                 # Shutdown order: stop intake, drain the pipeline within the deadline,
-                # then cancel the rest and close the pools.
+                # then cancel the rest and close the pools. Without the shard lock nothing
+                # more is written (a standby may own the shard by now): no drain. What was
+                # in flight is not lost: no cursor passed it, the next gap-fill fetches it.
                 for task in intake:
                     task.cancel()
                 await asyncio.gather(*intake, return_exceptions=True)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pipeline.wait_idle(), settings.shutdown_timeout)
+                if not lock_lost:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(pipeline.wait_idle(), settings.shutdown_timeout)
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
@@ -287,17 +365,34 @@ class Daemon:
 
     def _task_lookup(self, pool: AsyncConnectionPool[Any]
                      ) -> Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]:
+        async def lookup_once(task_ids: Sequence[UUID]) -> dict[UUID, str]:
+            try:
+                async with pool.connection() as conn:
+                    cur = await conn.execute(
+                        "SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id"
+                        " WHERE t.id = ANY(%s)", (list(task_ids),))
+                    return dict(await cur.fetchall())
+            except psycopg.Error as exc:
+                raise translate(exc) from exc
+
         async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
-            async with pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id"
-                    " WHERE t.id = ANY(%s)", (list(task_ids),))
-                return dict(await cur.fetchall())
+            # Retried like the sink's writes: while the database is away the unit waits
+            # (back-pressure) instead of failing and waiting for the next reconciliation.
+            retrying = AsyncRetrying(retry=retry_if_exception(is_transient), reraise=True,
+                                     wait=wait_random_exponential(multiplier=0.1, max=5.0))
+            async for attempt in retrying:
+                with attempt:
+                    return await lookup_once(task_ids)
+            raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
         return lookup
 
-    async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient) -> None:
+    async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient,
+                             limit: int = 1000) -> bool:
+        """One batch of pending rows moved on; True when the batch was full and moved, so
+        more may be waiting."""
+        moved = 0
         async with pool.connection() as conn:
-            rows = await finality.pending_rows(conn, limit=1000)
+            rows = await finality.pending_rows(conn, limit=limit)
         if rows:
             statuses = await rpc.get_signature_statuses([r.signature for r in rows])
             finalized_slot = await rpc.get_slot("finalized")
@@ -313,12 +408,23 @@ class Daemon:
                 self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
             if failed:
                 self.metrics.finality_transitions.labels("failed").inc(failed)
+            moved = confirmed + failed
         async with pool.connection() as conn:
             self.metrics.pending_rows.set(await finality.count_pending(conn))
+        return len(rows) == limit and moved > 0
 
     async def _ready(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "stopping"
         if not self.active.is_set():
-            return False, "stopping" if self.stopping.is_set() else "standby: waiting for the shard lock"
+            # A standby is ready when it could take over: it reaches the database. (An
+            # unready standby would stall a rolling update and block every node drain.)
+            try:
+                conn = await asyncio.wait_for(self._connect(), timeout=2.0)
+                await conn.close()
+            except Exception as exc:
+                return False, f"standby: database: {exc}"
+            return True, "standby: waiting for the shard lock"
         problems = []
         try:
             conn = await asyncio.wait_for(self._connect(), timeout=2.0)

@@ -137,6 +137,7 @@ class Pipeline:
         self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
         self._task_owners: dict[UUID, str | None] = {}
+        self._decoded_counters: dict[tuple[str, str], Any] = {}
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -144,6 +145,7 @@ class Pipeline:
     # -- intake ---------------------------------------------------------------------------
     def submit(self, unit: WorkUnit) -> asyncio.Future[UnitResult]:
         future: asyncio.Future[UnitResult] = asyncio.get_running_loop().create_future()
+        self.metrics.signatures_seen.labels(unit.source).inc(len(unit.signatures))
         self._in_flight += 1
         self._idle.clear()
         self._fetch_q.put_nowait(_Pending(unit, future))
@@ -202,6 +204,11 @@ class Pipeline:
         letters: dict[str, DeadLetter] = {}
         not_found: set[str] = set()
         watched = self.watched()
+        # Task owners come from a cache; a transaction whose memo names a task not cached
+        # yet is decoded again once the owners are looked up (one query per batch).
+        missed: list[UUID] = []
+        recheck: list[str] = []
+        task_owner = self._cached_owner(missed) if self.task_lookup is not None else None
         for signature, raw in by_signature.items():
             if isinstance(raw, Exception):
                 failures[signature] = raw
@@ -209,15 +216,18 @@ class Pipeline:
                 not_found.add(signature)
             else:
                 try:
-                    decoded_by_sig[signature] = decode_transaction(raw, watched)
+                    asked = len(missed)
+                    decoded_by_sig[signature] = decode_transaction(raw, watched, task_owner=task_owner)
+                    if len(missed) > asked:
+                        recheck.append(signature)
                 except DecodeError as exc:
                     self.metrics.decode_errors.labels(exc.reason).inc()
                     log.warning("decode_error", signature=signature, reason=exc.reason)
                     letters[signature] = DeadLetter(
                         stage="decode", reason=exc.reason, error=str(exc), signature=signature,
                         payload=orjson.dumps(raw, default=str).decode())
-        if self.task_lookup is not None:
-            decoded_by_sig = await self._check_tasks(decoded_by_sig, by_signature, watched)
+        if recheck:
+            await self._check_tasks(decoded_by_sig, recheck, missed, by_signature, watched)
         retry: list[_Pending] = []
         for pending in units:
             sigs = pending.unit.signatures
@@ -252,7 +262,11 @@ class Pipeline:
 
     def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
         for row in decoded.rows:
-            self.metrics.decoded.labels(row.transaction_type, row.status).inc()
+            key = (row.transaction_type, row.status)
+            counter = self._decoded_counters.get(key)
+            if counter is None:  # labels() costs more than inc(): look each child up once
+                counter = self._decoded_counters[key] = self.metrics.decoded.labels(*key)
+            counter.inc()
             if row.mint is not None and self.on_token_account is not None:
                 # A token account of a watched agent: transfers to it do not mention the
                 # agent's wallet, so it must be watched itself.
@@ -272,24 +286,28 @@ class Pipeline:
                 error=f"{len(conflicts)} agents with more than one row"))
         item.rows.extend(decoded.rows)
 
-    async def _check_tasks(self, decoded: dict[str, DecodedTransaction], raws: dict[str, Any],
-                           watched: Container[str]) -> dict[str, DecodedTransaction]:
-        """Re-decode, with the task owner check, the transactions whose memo names a task."""
+    def _cached_owner(self, missed: list[UUID]) -> Callable[[UUID], str | None]:
+        owners = self._task_owners
+
+        def owner(task_id: UUID) -> str | None:
+            if task_id in owners:
+                return owners[task_id]
+            missed.append(task_id)
+            return None
+        return owner
+
+    async def _check_tasks(self, decoded: dict[str, DecodedTransaction], signatures: list[str],
+                           missed: list[UUID], raws: dict[str, Any], watched: Container[str]) -> None:
+        """Look up the task owners not cached yet; decode ``signatures`` again with them."""
         assert self.task_lookup is not None
-        task_ids = {row.task_id for d in decoded.values() for row in d.rows if row.task_id is not None}
-        if not task_ids:
-            return decoded
-        unknown = [t for t in task_ids if t not in self._task_owners]
+        unknown = [t for t in dict.fromkeys(missed) if t not in self._task_owners]
         if unknown:
             found = await self.task_lookup(unknown)
             for task_id in unknown:
                 self._task_owners[task_id] = found.get(task_id)
         owners = self._task_owners
-        for signature, item in list(decoded.items()):
-            if any(row.task_id is not None for row in item.rows):
-                decoded[signature] = decode_transaction(
-                    raws[signature], watched, task_owner=owners.get)
-        return decoded
+        for signature in signatures:
+            decoded[signature] = decode_transaction(raws[signature], watched, task_owner=owners.get)
 
     async def _write_loop(self) -> None:
         while True:

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
@@ -120,13 +119,10 @@ ON CONFLICT (wallet_address) DO NOTHING
 
 _INSERT_ROWS = """
 WITH v AS (
-    SELECT * FROM unnest(
-        %(signature)s::text[], %(agent)s::text[], %(counterparty)s::text[], %(type)s::text[],
-        %(amount)s::numeric[], %(mint)s::text[], %(decimals)s::int2[], %(status)s::text[],
-        %(task)s::uuid[], %(refund_of)s::text[], %(slot)s::int8[], %(created)s::timestamp[],
-        %(metadata)s::jsonb[]
-    ) AS v(signature, agent, counterparty, type, amount, mint, decimals, status,
-           task, refund_of, slot, created, metadata)
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
+        signature text, agent text, counterparty text, type text, amount numeric, mint text,
+        decimals int2, status text, task uuid, refund_of text, slot int8, block_time int8,
+        metadata jsonb)
 ), matched AS (
     SELECT v.*, a.id AS agent_id FROM v JOIN agents a ON a.wallet_address = v.agent
 ), ins AS (
@@ -134,8 +130,8 @@ WITH v AS (
         transaction_signature, agent_id, user_id, amount, transaction_type, status,
         created_at, slot, task_id, mint, decimals, refund_of, metadata)
     SELECT m.signature, m.agent_id, u.id, m.amount, m.type, m.status,
-           COALESCE(m.created, timezone('utc', now())), m.slot, t.id, m.mint,
-           m.decimals, m.refund_of, m.metadata
+           COALESCE(timezone('utc', to_timestamp(m.block_time)), timezone('utc', now())),
+           m.slot, t.id, m.mint, m.decimals, m.refund_of, m.metadata
     FROM matched m
     LEFT JOIN users u ON u.wallet_address = m.counterparty
     LEFT JOIN tasks t ON t.id = m.task
@@ -162,12 +158,6 @@ SELECT * FROM unnest(%(stage)s::text[], %(reason)s::text[], %(error)s::text[],
 """
 
 
-def _block_timestamp(block_time: int | None) -> datetime | None:
-    if block_time is None:
-        return None
-    return datetime.fromtimestamp(block_time, UTC).replace(tzinfo=None)
-
-
 def _newest_per_wallet(cursors: Iterable[CursorAdvance]) -> list[CursorAdvance]:
     newest: dict[str, CursorAdvance] = {}
     for cursor in cursors:
@@ -177,29 +167,27 @@ def _newest_per_wallet(cursors: Iterable[CursorAdvance]) -> list[CursorAdvance]:
     return list(newest.values())
 
 
-def row_params(rows: Sequence[RowLike]) -> dict[str, list[Any]]:
-    """Column arrays for the unnest insert (pure: testable without a database)."""
-    return {
-        "signature": [r.signature for r in rows],
-        "agent": [r.agent_wallet for r in rows],
-        "counterparty": [r.counterparty_wallet for r in rows],
-        "type": [r.transaction_type for r in rows],
-        "amount": [r.amount for r in rows],
-        "mint": [r.mint for r in rows],
-        "decimals": [r.decimals for r in rows],
-        "status": [r.status for r in rows],
-        "task": [r.task_id for r in rows],
-        "refund_of": [r.refund_of for r in rows],
-        "slot": [r.slot for r in rows],
-        "created": [_block_timestamp(r.block_time) for r in rows],
-        "metadata": [orjson.dumps(r.to_json_dict()).decode() for r in rows],
-    }
+def rows_document(rows: Sequence[RowLike]) -> bytes:
+    """The rows as one JSON array for ``jsonb_to_recordset`` (pure: testable without a
+    database). One document instead of thirteen text arrays: orjson writes it in C,
+    where psycopg would quote every array element in Python."""
+    return orjson.dumps([
+        {"signature": r.signature, "agent": r.agent_wallet, "counterparty": r.counterparty_wallet,
+         "type": r.transaction_type, "amount": str(r.amount), "mint": r.mint,
+         "decimals": r.decimals, "status": r.status, "task": r.task_id, "refund_of": r.refund_of,
+         "slot": r.slot, "block_time": r.block_time, "metadata": r.to_json_dict()}
+        for r in rows])
 
 
 async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
-    """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated."""
+    """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated.
+
+    In pipeline mode: BEGIN and every statement go out together, then COMMIT -- two round
+    trips to the server whatever the batch holds, not one per statement. Live transfers
+    come in batches of one or a few, and on a busy machine every round trip waits for
+    the server process and then for us to be scheduled again."""
     try:
-        async with conn.transaction():
+        async with conn.pipeline(), conn.transaction():
             return await _write(conn, batch)
     except psycopg.Error as exc:
         raise translate(exc) from exc
@@ -208,17 +196,12 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Write
 async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
     inserted: Counter[tuple[str, str]] = Counter()
     matched = 0
-    async with conn.cursor() as cur:
+    async with conn.cursor() as cur, conn.cursor() as counts:
         if batch.rows:
             wallets = sorted({r.counterparty_wallet for r in batch.rows if r.counterparty_wallet})
             if wallets:
                 await cur.execute(_UPSERT_USERS, {"wallets": wallets})
-            await cur.execute(_INSERT_ROWS, row_params(batch.rows))
-            for type_, status, count in await cur.fetchall():
-                if type_ == "":
-                    matched = int(count)
-                else:
-                    inserted[(type_, status)] += int(count)
+            await counts.execute(_INSERT_ROWS, {"rows": rows_document(batch.rows).decode()})
         if batch.dead_letters:
             letters = batch.dead_letters
             await cur.execute(_INSERT_DEAD_LETTERS, {
@@ -232,6 +215,12 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResul
                 "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
                 "slot": [c.slot for c in cursors],
             })
+        if batch.rows:  # read last: fetching flushes the pipeline
+            for type_, status, count in await counts.fetchall():
+                if type_ == "":
+                    matched = int(count)
+                else:
+                    inserted[(type_, status)] += int(count)
     total = sum(inserted.values())
     return WriteResult(
         inserted=inserted,
@@ -267,8 +256,11 @@ class PostgresWriter:
         )
         async for attempt in retrying:
             with attempt:
-                async with self.pool.connection() as conn:
-                    return await write_batch(conn, batch)
+                try:
+                    async with self.pool.connection() as conn:
+                        return await write_batch(conn, batch)
+                except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
+                    raise translate(exc) from exc
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 

@@ -104,7 +104,19 @@ class SubscriptionManager:
     # -- wallet set ---------------------------------------------------------------------
     @property
     def wallets(self) -> frozenset[str]:
+        """A snapshot (a copy: O(wallets)); ask ``wallet in manager`` for one wallet."""
         return frozenset(self._slot_of)
+
+    def __contains__(self, wallet: object) -> bool:
+        return wallet in self._slot_of
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    @property
+    def settled(self) -> bool:
+        """Every wallet is subscribed on a live connection."""
+        return self._subscribed >= len(self._slot_of) and self.connected
 
     @property
     def connected(self) -> bool:
@@ -181,10 +193,11 @@ class SubscriptionManager:
             # Not a TaskGroup: its ExceptionGroup would hide the TransientError that the
             # reconnect loop classifies. The command task dies with the connection.
             commands = asyncio.create_task(self._commands(ws, slot, subs, by_wallet))
+            counted = self.metrics.notifications.labels("logs")  # labels() per note costs a lock
             try:
                 async for note in ws.notifications():
                     received = self.clock()
-                    self.metrics.notifications.labels("logs").inc()
+                    counted.inc()
                     owner = subs.get(note.subscription)
                     if owner is not None:  # else: an unsubscribed wallet's late notification
                         self.on_signature(owner, note.signature, received)
