@@ -352,9 +352,16 @@ class Daemon:
                 # then cancel the rest and close the pools. Without the shard lock nothing
                 # more is written (a standby may own the shard by now): no drain. What was
                 # in flight is not lost: no cursor passed it, the next gap-fill fetches it.
+                # Cancelled again until they end: a gap-fill worker was seen waiting on its
+                # queue after its cancellation had been swallowed somewhere in a fill.
+                pending = set(intake)
+                while pending:
+                    for task in pending:
+                        task.cancel()
+                    _, pending = await asyncio.wait(pending, timeout=1.0)
                 for task in intake:
-                    task.cancel()
-                await asyncio.gather(*intake, return_exceptions=True)
+                    if not task.cancelled():
+                        task.exception()  # retrieved (logged above when it ended the run)
                 if not lock_lost:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(pipeline.wait_idle(), settings.shutdown_timeout)
