@@ -25,8 +25,10 @@ from dataclasses import dataclass, replace
 class RefreshPolicy:
     interval: float = 60.0
     quiet: float = 2.0
-    max_delay: float = 10.0
-    idle_ratio: float = 3.0
+    max_delay: float = 30.0
+    # At 10,000 agents a refresh costs seconds of database time; a 9:1 idle ratio keeps it
+    # to at most a tenth of one backend, so live writes are not stalled behind it.
+    idle_ratio: float = 9.0
 
     def __post_init__(self) -> None:
         if not (self.interval > 0 and self.quiet >= 0 and self.max_delay >= self.quiet

@@ -62,7 +62,7 @@ async def run_scheduler(
     *,
     interval: float = 60.0,
     quiet: float = 2.0,
-    max_delay: float = 10.0,
+    max_delay: float = 30.0,
     standby_retry: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
