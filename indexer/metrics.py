@@ -7,7 +7,12 @@ contract with the dashboards and alert rules in ``deploy/``.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+_Family = TypeVar("_Family", bound=MetricWrapperBase)
 
 PREFIX = "amoca_indexer"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -23,6 +28,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
             return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
@@ -112,3 +118,12 @@ class Metrics:
             "backfill_transactions_total", "Transactions fetched and processed by backfills.")
         self.backfill_wallets_remaining = gauge(
             "backfill_wallets_remaining", "Wallets a running backfill has still to finish.")
+
+    def child(self, family: _Family, *values: str) -> _Family:
+        """``family.labels(*values)``, looked up once: ``labels()`` takes a lock and builds a
+        key every call, which costs more than the ``inc()``/``observe()`` on hot paths."""
+        key = (id(family), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = family.labels(*values)
+        return found

@@ -137,7 +137,6 @@ class Pipeline:
         self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
         self._task_owners: dict[UUID, str | None] = {}
-        self._decoded_counters: dict[tuple[str, str], Any] = {}
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -145,7 +144,7 @@ class Pipeline:
     # -- intake ---------------------------------------------------------------------------
     def submit(self, unit: WorkUnit) -> asyncio.Future[UnitResult]:
         future: asyncio.Future[UnitResult] = asyncio.get_running_loop().create_future()
-        self.metrics.signatures_seen.labels(unit.source).inc(len(unit.signatures))
+        self.metrics.child(self.metrics.signatures_seen, unit.source).inc(len(unit.signatures))
         self._in_flight += 1
         self._idle.clear()
         self._fetch_q.put_nowait(_Pending(unit, future))
@@ -262,11 +261,7 @@ class Pipeline:
 
     def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
         for row in decoded.rows:
-            key = (row.transaction_type, row.status)
-            counter = self._decoded_counters.get(key)
-            if counter is None:  # labels() costs more than inc(): look each child up once
-                counter = self._decoded_counters[key] = self.metrics.decoded.labels(*key)
-            counter.inc()
+            self.metrics.child(self.metrics.decoded, row.transaction_type, row.status).inc()
             if row.mint is not None and self.on_token_account is not None:
                 # A token account of a watched agent: transfers to it do not mention the
                 # agent's wallet, so it must be watched itself.

@@ -193,7 +193,7 @@ class SubscriptionManager:
             # Not a TaskGroup: its ExceptionGroup would hide the TransientError that the
             # reconnect loop classifies. The command task dies with the connection.
             commands = asyncio.create_task(self._commands(ws, slot, subs, by_wallet))
-            counted = self.metrics.notifications.labels("logs")  # labels() per note costs a lock
+            counted = self.metrics.child(self.metrics.notifications, "logs")
             try:
                 async for note in ws.notifications():
                     received = self.clock()

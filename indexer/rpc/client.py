@@ -83,8 +83,6 @@ class RpcClient:
         self._current = 0
         self._ids = itertools.count(1)
         self.max_concurrency = max_concurrency
-        self._counters: dict[tuple[str, str], Any] = {}
-        self._latencies: dict[str, Any] = {}
 
     async def __aenter__(self) -> RpcClient:
         if self._session is None:
@@ -104,15 +102,9 @@ class RpcClient:
     def _count(self, method: str, outcome: str, seconds: float | None = None, times: int = 1) -> None:
         if self.metrics is None:
             return
-        # Labelled children are looked up once: labels() costs more than inc() itself.
-        counter = self._counters.get((method, outcome))
-        if counter is None:
-            counter = self._counters[(method, outcome)] = self.metrics.rpc_requests.labels(method, outcome)
-        counter.inc(times)
+        self.metrics.child(self.metrics.rpc_requests, method, outcome).inc(times)
         if seconds is not None:
-            latency = self._latencies.get(method)
-            if latency is None:
-                latency = self._latencies[method] = self.metrics.rpc_latency.labels(method)
+            latency = self.metrics.child(self.metrics.rpc_latency, method)
             for _ in range(times):
                 latency.observe(seconds)
 
