@@ -34,11 +34,10 @@ import psycopg
 import structlog
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, retry_if_exception, wait_random_exponential
 
 from indexer import finality
 from indexer.config import Settings, redact_url
-from indexer.db.connection import translate
+from indexer.db.connection import database_retrying, translate
 from indexer.errors import DatabaseUnavailable, is_transient
 from indexer.gapfill import GapFiller
 from indexer.metrics import Metrics
@@ -385,9 +384,7 @@ class Daemon:
         async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
             # Retried like the sink's writes: while the database is away the unit waits
             # (back-pressure) instead of failing and waiting for the next reconciliation.
-            retrying = AsyncRetrying(retry=retry_if_exception(is_transient), reraise=True,
-                                     wait=wait_random_exponential(multiplier=0.1, max=5.0))
-            async for attempt in retrying:
+            async for attempt in database_retrying():
                 with attempt:
                     return await lookup_once(task_ids)
             raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -22,17 +22,9 @@ import orjson
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_delay,
-    stop_never,
-    wait_random_exponential,
-)
+from tenacity import RetryCallState
 
-from indexer.db.connection import translate
-from indexer.errors import is_transient
+from indexer.db.connection import database_retrying, translate
 
 log = structlog.get_logger(__name__)
 
@@ -246,14 +238,8 @@ class PostgresWriter:
         self.max_backoff = max_backoff
 
     async def __call__(self, batch: Batch) -> WriteResult:
-        stop = stop_after_delay(self.give_up_after) if self.give_up_after is not None else stop_never
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=0.1, max=self.max_backoff),
-            stop=stop,
-            reraise=True,
-            before_sleep=_log_retry,
-        )
+        retrying = database_retrying(give_up_after=self.give_up_after, max_backoff=self.max_backoff,
+                                     before_sleep=_log_retry)
         async for attempt in retrying:
             with attempt:
                 try:

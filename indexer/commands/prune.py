@@ -7,10 +7,9 @@ import asyncio
 import click
 
 from indexer.commands import database_option, settings
-from indexer.config import redact_url
+from indexer.db.connection import connect_async
 from indexer.db.connection import database_url as resolve_database_url
-from indexer.db.connection import validate_url
-from indexer.errors import DatabaseUnavailable, IndexerError
+from indexer.errors import IndexerError
 
 
 @click.command("prune")
@@ -25,21 +24,13 @@ def command(dry_run: bool, batch_size: int, database_url: str | None) -> None:
     """
     config = settings(database_url=database_url)
     url = resolve_database_url(config, announce=False)
-    validate_url(url)
     asyncio.run(_run(url, dry_run=dry_run, batch_size=batch_size))
 
 
 async def _run(url: str, *, dry_run: bool, batch_size: int) -> None:
-    import psycopg
-
     from indexer import retention
 
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
-    except psycopg.Error as exc:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rsplit("failed: ", 1)[-1]
-        raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}") from None
-    async with conn:
+    async with await connect_async(url) as conn:
         expired = await retention.expired(conn)
         for item in expired:
             click.echo(f"  {item.table:<9} {item.rows} rows older than {item.cutoff:%Y-%m-%d %H:%M} UTC")

@@ -8,13 +8,23 @@ connection loss, shutdown, serialization failures and deadlocks are transient; t
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import conninfo, sql
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_delay,
+    stop_never,
+    wait_random_exponential,
+)
 
 from indexer.config import Settings, redact_url
-from indexer.errors import ConfigError, DatabaseError, DatabaseUnavailable, IndexerError
+from indexer.errors import ConfigError, DatabaseError, DatabaseUnavailable, IndexerError, is_transient
 
 # SQLSTATE classes and codes worth retrying: the same statement may succeed later.
 # Classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
@@ -57,9 +67,36 @@ def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> 
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
     except psycopg.Error as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to PostgreSQL at {redact_url(url)}: {_reason(exc)}"
-        ) from None
+        raise _unreachable(url, exc) from None
+
+
+async def connect_async(url: str, *, autocommit: bool = True,
+                        connect_timeout: int = 10) -> psycopg.AsyncConnection[Any]:
+    """:func:`connect` for asyncio."""
+    validate_url(url)
+    try:
+        return await psycopg.AsyncConnection.connect(url, autocommit=autocommit,
+                                                     connect_timeout=connect_timeout)
+    except psycopg.Error as exc:
+        raise _unreachable(url, exc) from None
+
+
+def _unreachable(url: str, exc: psycopg.Error) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {redact_url(url)}: {_reason(exc)}")
+
+
+def database_retrying(*, give_up_after: float | None = None, max_backoff: float = 5.0,
+                      before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
+    """The retry policy of database work: transient errors (:func:`is_transient`) are
+    retried with jittered exponential backoff until ``give_up_after`` seconds (None:
+    forever), so an outage stalls the caller -- back-pressure -- instead of losing work."""
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_random_exponential(multiplier=0.1, max=max_backoff),
+        stop=stop_after_delay(give_up_after) if give_up_after is not None else stop_never,
+        reraise=True,
+        before_sleep=before_sleep,
+    )
 
 
 def _reason(exc: psycopg.Error) -> str:
