@@ -38,7 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 from indexer import finality
 from indexer.config import Settings, redact_url
 from indexer.db.connection import database_retrying, translate
-from indexer.errors import DatabaseUnavailable, is_transient
+from indexer.errors import DatabaseUnavailable, first_line, is_transient
 from indexer.gapfill import GapFiller
 from indexer.metrics import Metrics
 from indexer.ops import start_ops_server
@@ -55,10 +55,6 @@ log = structlog.get_logger(__name__)
 
 LOCK_PROBE_INTERVAL = 1.0  # seconds between checks that the shard lock's session lives
 LOCK_PROBE_TIMEOUT = 5.0
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def freeze_long_lived_objects() -> None:
@@ -243,7 +239,7 @@ class Daemon:
                         await filler.fill(wallet)
                         fill_failures.pop(wallet, None)
                     except Exception as exc:
-                        log.warning("gapfill_failed", wallet=wallet, error=_first_line(str(exc)))
+                        log.warning("gapfill_failed", wallet=wallet, error=first_line(exc))
                         if is_transient(exc):
                             # Left to the next reconciliation sweep, the gap (a resubscribe's,
                             # say) would hold rows back for minutes: retry soon, backing off
@@ -314,7 +310,7 @@ class Daemon:
                         await asyncio.wait_for(lock_conn.execute("SELECT 1"), LOCK_PROBE_TIMEOUT)
                     except (psycopg.Error, OSError, TimeoutError) as exc:
                         log.warning("shard_lock_lost", shard=str(self.shard),
-                                    error=_first_line(str(exc)))
+                                    error=first_line(exc))
                         return
 
             intake: list[asyncio.Task[Any]] = []
@@ -417,28 +413,29 @@ class Daemon:
             self.metrics.pending_rows.set(await finality.count_pending(conn))
         return len(rows) == limit and moved > 0
 
-    async def _ready(self) -> tuple[bool, str]:
-        if self.stopping.is_set():
-            return False, "stopping"
-        if not self.active.is_set():
-            # A standby is ready when it could take over: it reaches the database. (An
-            # unready standby would stall a rolling update and block every node drain.)
-            try:
-                conn = await asyncio.wait_for(self._connect(), timeout=2.0)
-                await conn.close()
-            except Exception as exc:
-                return False, f"standby: database: {exc}"
-            return True, "standby: waiting for the shard lock"
-        problems = []
+    async def _database_problem(self) -> str | None:
         try:
             conn = await asyncio.wait_for(self._connect(), timeout=2.0)
             await conn.close()
         except Exception as exc:
-            problems.append(f"database: {exc}")
-        if self.subs.wallets and not self.subs.connected:
+            return f"database: {exc}"
+        return None
+
+    async def _ready(self) -> tuple[bool, str]:
+        if self.stopping.is_set():
+            return False, "stopping"
+        database = await self._database_problem()
+        if not self.active.is_set():
+            # A standby is ready when it could take over: it reaches the database. (An
+            # unready standby would stall a rolling update and block every node drain.)
+            if database is not None:
+                return False, f"standby: {database}"
+            return True, "standby: waiting for the shard lock"
+        problems = [database] if database is not None else []
+        if len(self.subs) and not self.subs.connected:
             problems.append("websocket: not connected")
         lag = self.slot_lag
         if lag > self.settings.readiness_max_slot_lag:
             problems.append(f"slot lag {lag} > {self.settings.readiness_max_slot_lag}")
         return (not problems, "; ".join(problems) or
-                f"watching {len(self.subs.wallets)} wallets, lag {lag} slots, at {time.time():.0f}")
+                f"watching {len(self.subs)} wallets, lag {lag} slots, at {time.time():.0f}")

@@ -97,3 +97,9 @@ def is_transient(exc: BaseException) -> bool:
         return False
     # Untranslated network-level failures are transient by nature.
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (its type's name when empty), for one-line logs."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

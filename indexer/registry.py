@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from indexer.errors import ConfigError, DatabaseUnavailable
+from indexer.errors import ConfigError, DatabaseUnavailable, first_line
 
 CHANNEL = "amoca_agents_changed"
 log = structlog.get_logger(__name__)
@@ -97,7 +97,7 @@ class WalletRegistry:
                 async for change in self._listen_once():
                     yield change
             except (psycopg.OperationalError, DatabaseUnavailable, OSError) as exc:
-                log.warning("registry_listen_lost", error=str(exc).splitlines()[0] if str(exc) else "")
+                log.warning("registry_listen_lost", error=first_line(exc))
                 await asyncio.sleep(self.retry_delay)
 
     async def _listen_once(self) -> AsyncIterator[WalletChange]:

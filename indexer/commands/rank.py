@@ -9,8 +9,7 @@ import click
 from indexer.commands import database_option, settings
 from indexer.db.connection import connect, translate
 from indexer.db.connection import database_url as resolve_database_url
-
-PERIODS = ("daily", "weekly", "monthly", "all_time")
+from indexer.rankings import PERIODS
 
 
 @click.command("rank")

@@ -24,7 +24,14 @@ from tenacity import (
 )
 
 from indexer.config import Settings, redact_url
-from indexer.errors import ConfigError, DatabaseError, DatabaseUnavailable, IndexerError, is_transient
+from indexer.errors import (
+    ConfigError,
+    DatabaseError,
+    DatabaseUnavailable,
+    IndexerError,
+    first_line,
+    is_transient,
+)
 
 # SQLSTATE classes and codes worth retrying: the same statement may succeed later.
 # Classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
@@ -40,17 +47,12 @@ def translate(exc: psycopg.Error) -> IndexerError:
     if sqlstate is None or sqlstate[:2] in _TRANSIENT_CLASSES or sqlstate in _TRANSIENT_CODES:
         if sqlstate is None and not isinstance(exc, psycopg.OperationalError):
             return DatabaseError(str(exc).strip())
-        return DatabaseUnavailable(_first_line(exc))
+        return DatabaseUnavailable(first_line(exc))
     constraint = exc.diag.constraint_name
-    message = _first_line(exc)
+    message = first_line(exc)
     if constraint and constraint not in message:
         message = f"{message} (constraint {constraint})"
     return DatabaseError(message, sqlstate=sqlstate, constraint=constraint)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def validate_url(url: str) -> None:
