@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -192,20 +192,20 @@ async def main(count: int) -> None:
             print(f"the agents' histories (wallets and token accounts): {distinct} distinct transactions")
             sample = signatures[:BASELINE_SAMPLE]
             meter = CpuMeter(cluster_pid(http_url), postgres_pid(history_url))
-            ours_runs, base_runs = [], []
-            for run in range(RUNS):
-                name = f"bench_ours_{run}_{uuid.uuid4().hex[:6]}"
-                url = create(admin, name, template)
-                result = await meter.measure(ours(url, http_url, wallets, distinct), url)
-                drop(admin, name)
-                ours_runs.append(result)
-                print(f"  ours     run {run + 1}: {describe(result)}", flush=True)
-                name = f"bench_base_{run}_{uuid.uuid4().hex[:6]}"
-                url = create(admin, name, template)
-                result = await meter.measure(baseline(url, http_url, sample, wallets), url)
-                drop(admin, name)
-                base_runs.append(result)
-                print(f"  baseline run {run + 1}: {describe(result)}", flush=True)
+            contenders: dict[str, Callable[[str], Awaitable[Any]]] = {
+                "ours": lambda url: ours(url, http_url, wallets, distinct),
+                "baseline": lambda url: baseline(url, http_url, sample, wallets),
+            }
+            results: dict[str, list[Any]] = {label: [] for label in contenders}
+            for run in range(RUNS):  # interleaved: a busy spell hits both alike
+                for label, contender in contenders.items():
+                    name = f"bench_{label}_{run}_{uuid.uuid4().hex[:6]}"
+                    url = create(admin, name, template)
+                    result = await meter.measure(contender(url), url)
+                    drop(admin, name)
+                    results[label].append(result)
+                    print(f"  {label:<8} run {run + 1}: {describe(result)}", flush=True)
+            ours_runs, base_runs = results["ours"], results["baseline"]
     ours_median = statistics.median(r.rate for r in ours_runs)
     base_median = statistics.median(r.rate for r in base_runs)
     print(f"median of {RUNS}: ours {ours_median:,.0f} tx/s, baseline {base_median:,.0f} tx/s, "
