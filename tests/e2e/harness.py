@@ -145,6 +145,24 @@ async def eventually(check: Callable[[], list[str]], *, deadline: float, what: s
         problems = await asyncio.to_thread(check)
 
 
+async def eventually_async(check: Callable[[], Awaitable[list[str]]], *, deadline: float,
+                           what: str) -> None:
+    """`eventually` for a check that awaits (an HTTP request): re-check every 200 ms."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while problems := await check():
+        if loop.time() > end:
+            raise AssertionError(f"{what} not reached in {deadline} s:\n" + "\n".join(problems))
+        await asyncio.sleep(0.2)
+
+
+def row_count(url: str) -> int:
+    """Rows in ``transactions``."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM transactions").fetchone()
+    return int(row[0]) if row else 0
+
+
 async def fault(admin_url: str, action: str, **body: Any) -> Any:
     """Inject a localnet fault through its admin interface; returns the admin's result."""
     async with aiohttp.ClientSession() as session, \
@@ -223,11 +241,16 @@ class DaemonProcess:
                     found.append(record)
         return found
 
+    @property
+    def ops_port(self) -> int:
+        """The port of /metrics, /healthz and /readyz, from the daemon's ops_listening log."""
+        listening = self.events("ops_listening")
+        assert listening, f"no ops_listening line in the daemon log:\n{self.tail()}"
+        return int(listening[-1]["port"])
+
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """The daemon's /metrics, scraped: (sample name, sorted labels) -> value."""
-        listening = self.events("ops_listening")
-        assert listening, "the daemon has not logged its ops port yet"
-        url = f"http://127.0.0.1:{listening[-1]['port']}/metrics"
+        url = f"http://127.0.0.1:{self.ops_port}/metrics"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             text = await response.text()
         return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value

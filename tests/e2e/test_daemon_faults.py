@@ -27,6 +27,7 @@ from tests.e2e.harness import (
     eventually_reaches,
     expected_rows,
     fault,
+    row_count,
     running_daemon,
     truth_differences,
 )
@@ -35,9 +36,7 @@ CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
 
 
 def _at_least_rows(url: str, count: int) -> list[str]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM transactions").fetchone()
-    have = row[0] if row else 0
+    have = row_count(url)
     return [] if have >= count else [f"{have} rows indexed, waiting for {count}"]
 
 

@@ -7,12 +7,10 @@ and the rankings job runs on one replica at a time, cluster-wide."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 from typing import Any
 
 import aiohttp
-import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from indexer.localnet import Localnet, LocalnetConfig
@@ -23,6 +21,7 @@ from tests.e2e.harness import (
     differences,
     eventually,
     expected_rows,
+    row_count,
     running_daemon,
     stats_consistent,
 )
@@ -31,19 +30,9 @@ CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=41)
 TAKEOVER_LIMIT = 10.0  # seconds, from the issue
 
 
-def records(daemon: DaemonProcess, event: str) -> list[dict[str, Any]]:
-    found = []
-    for line in daemon.log:
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record.get("event") == event:
-                found.append(record)
-    return found
-
-
 async def shard_active(http: aiohttp.ClientSession, daemon: DaemonProcess) -> float:
     """The replica's amoca_indexer_shard_active, scraped from its /metrics."""
-    (listening,) = records(daemon, "ops_listening")
+    (listening,) = daemon.events("ops_listening")
     async with http.get(f"http://127.0.0.1:{listening['port']}/metrics") as response:
         text = await response.text()
     (value,) = [sample.value for family in text_string_to_metric_families(text)
@@ -52,15 +41,9 @@ async def shard_active(http: aiohttp.ClientSession, daemon: DaemonProcess) -> fl
 
 
 async def readiness(http: aiohttp.ClientSession, daemon: DaemonProcess) -> tuple[int, dict[str, Any]]:
-    (listening,) = records(daemon, "ops_listening")
+    (listening,) = daemon.events("ops_listening")
     async with http.get(f"http://127.0.0.1:{listening['port']}/readyz") as response:
         return response.status, await response.json()
-
-
-def row_count(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT count(*) FROM transactions").fetchone()
-    return int(row[0]) if row else 0
 
 
 async def test_standby_takes_over_a_killed_replica_within_10_s_and_nothing_is_lost(db_url: str) -> None:
@@ -119,7 +102,7 @@ async def test_standby_takes_over_a_killed_replica_within_10_s_and_nothing_is_lo
             # changes when the one holding the rankings lock dies (here: the killed one).
             refreshes = sorted((record["timestamp"], name) for name, daemon in (
                 ("killed", active), ("standby", standby), ("other shard", other_shard))
-                for record in records(daemon, "rankings_refreshed"))
+                for record in daemon.events("rankings_refreshed"))
             runners = [name for i, (_, name) in enumerate(refreshes)
                        if i == 0 or refreshes[i - 1][1] != name]
             assert runners, "no replica refreshed the rankings"

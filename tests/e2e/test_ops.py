@@ -4,10 +4,8 @@ RPC URL's secret path reaches neither the metrics nor the log."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -23,25 +21,16 @@ from tests.deploy.artifacts import (
     family_of,
 )
 from tests.e2e.harness import (
-    DaemonProcess,
     database_rows,
     differences,
     eventually,
+    eventually_async,
     expected_rows,
     running_daemon,
 )
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=13)
 SECRET = "secret-key-xyz"  # noqa: S105 -- a fake API key, to catch leaks
-
-
-def ops_port(daemon: DaemonProcess) -> int:
-    for line in daemon.log:
-        if line.startswith("{"):
-            event: dict[str, Any] = orjson.loads(line)
-            if event.get("event") == "ops_listening":
-                return int(event["port"])
-    raise AssertionError(f"no ops_listening line in the daemon log:\n{daemon.tail()}")
 
 
 def samples(text: str) -> dict[str, float]:
@@ -58,7 +47,7 @@ async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> Non
         secret_url = f"{net.http_url}/{SECRET}"  # the localnet ignores the path
         async with running_daemon(db_url, secret_url, net.ws_url) as daemon:
             await daemon.wait_logged("ops_listening")
-            base = f"http://127.0.0.1:{ops_port(daemon)}"
+            base = f"http://127.0.0.1:{daemon.ops_port}"
             summary = await run_workload(WorkloadConfig(
                 rpc_url=net.http_url, rate=300, count=80, agents=4, users=6, seed=31,
                 database_url=db_url))
@@ -213,14 +202,3 @@ def histogram_problems(family: Any) -> list[str]:
         if ordered and ordered[-1] != counts.get(key):
             problems.append(f"{family.name}{dict(key)}: +Inf bucket {ordered[-1]} != count {counts.get(key)}")
     return problems
-
-
-async def eventually_async(check: Callable[[], Awaitable[list[str]]], *, deadline: float,
-                           what: str) -> None:
-    """`eventually` for a check that awaits (an HTTP request): re-check every 200 ms."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline
-    while problems := await check():
-        if loop.time() > end:
-            raise AssertionError(f"{what} not reached in {deadline} s:\n" + "\n".join(problems))
-        await asyncio.sleep(0.2)
