@@ -56,7 +56,7 @@ class RowLike(Protocol):
     def slot(self) -> int: ...
     @property
     def block_time(self) -> int | None: ...
-    def to_json_dict(self) -> dict[str, Any]: ...
+    def metadata_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +167,7 @@ def rows_document(rows: Sequence[RowLike]) -> bytes:
         {"signature": r.signature, "agent": r.agent_wallet, "counterparty": r.counterparty_wallet,
          "type": r.transaction_type, "amount": str(r.amount), "mint": r.mint,
          "decimals": r.decimals, "status": r.status, "task": r.task_id, "refund_of": r.refund_of,
-         "slot": r.slot, "block_time": r.block_time, "metadata": r.to_json_dict()}
+         "slot": r.slot, "block_time": r.block_time, "metadata": r.metadata_dict()}
         for r in rows])
 
 

@@ -203,17 +203,22 @@ class TransferRow:
     fee_payer: str
 
     def metadata_dict(self) -> dict[str, Any]:
-        """What the sink stores in ``transactions.metadata``."""
+        """What the sink stores in ``transactions.metadata``: what the row's columns do not
+        hold. Not the columns again (amount, mint, slot...): a copy could disagree with
+        them, and it doubled the stored row. The counterparty's wallet stays here because
+        ``user_id`` is emptied when a user is deleted; the memo's task id because
+        ``task_id`` is empty when the task was unknown or has been pruned."""
         return {
-            "legs": [leg.to_json_dict() for leg in self.legs],
-            "memo": self.memo,
-            "memo_rejection": self.memo_rejection,
-            "fee_payer": self.fee_payer,
+            "counterparty_wallet": self.counterparty_wallet,
             "direction": self.direction,
             "amount_raw": str(self.amount_raw),
-            "mint": self.mint,
-            "decimals": self.decimals,
-            "slot": self.slot,
+            "memo": self.memo,
+            "memo_rejection": self.memo_rejection,
+            "task_id": None if self.task_id is None else str(self.task_id),
+            "period": self.period,
+            "fee_payer": self.fee_payer,
+            "block_time": self.block_time,
+            "legs": [leg.to_json_dict() for leg in self.legs],
         }
 
     def to_json_dict(self) -> dict[str, Any]:

@@ -128,7 +128,7 @@ async def baseline(url: str, rpc_url: str, signatures: list[str], wallets: list[
                     conn.execute(_INSERT, (
                         row.signature, row.counterparty_wallet, row.amount, row.transaction_type,
                         row.status, row.block_time, row.slot, row.task_id, row.mint, row.decimals,
-                        row.refund_of, orjson.dumps(row.to_json_dict()).decode(), row.agent_wallet))
+                        row.refund_of, orjson.dumps(row.metadata_dict()).decode(), row.agent_wallet))
     return time.perf_counter() - started, len(signatures)
 
 

@@ -71,9 +71,9 @@ async def test_rows_arrive_column_for_column_and_twice_is_once(conn: psycopg.Con
     amount, created, slot, task, user, decimals, mint, metadata, _ = stored["1" * 88]
     assert (amount, created, slot, task, user, decimals, mint) == (
         Decimal("1.234567891"), datetime(2026, 1, 1), 101, TASK, PAYER, 9, None)
-    assert metadata == rows[0].to_json_dict()
+    assert metadata == rows[0].metadata_dict()
     amount, _, _, task, _, _, _, metadata, recent = stored["2" * 88]
     assert (amount, task, recent) == (Decimal("0.000000001"), None, True)  # unknown task; no block time
-    assert metadata == rows[1].to_json_dict()
+    assert metadata == rows[1].metadata_dict()
     amount, _, _, _, user, _, _, _, _ = stored["3" * 88]
     assert (amount, user) == (Decimal("123456789.5"), NEW_USER)
