@@ -544,6 +544,8 @@ async def sustained_steps(daemon: Daemon, recorder: Recorder, samples: list[Samp
 async def main(options: argparse.Namespace) -> None:
     with postgres() as admin:
         with psycopg.connect(admin, autocommit=True) as conn:
+            # An earlier run on an external server (AMOCA_BENCH_DATABASE_URL) may have left it.
+            conn.execute("DROP DATABASE IF EXISTS bench_daemon WITH (FORCE)")
             conn.execute("CREATE DATABASE bench_daemon")
         url = admin.replace("dbname=postgres", "dbname=bench_daemon") if "dbname=" in admin else \
             admin.rsplit("/", 1)[0] + "/bench_daemon"
