@@ -21,6 +21,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -251,6 +252,39 @@ def test_swap_is_atomic_and_readers_are_never_blocked(db_url: str, conn: psycopg
         assert {k: v for k, v in after.items() if k[0] != "daily"} == {
             k: v for k, v in EXPECTED.items() if k[0] != "daily"}
         other.execute("SELECT update_leaderboard_rankings('weekly')")  # free again
+
+
+def test_rows_cascade_deleted_during_a_refresh_stay_deleted(db_url: str, conn: psycopg.Connection,
+                                                           world: World) -> None:
+    """The refresh writes the rows its diff saw; a row deleted meanwhile (ON DELETE CASCADE
+    from domains here) is skipped, not resurrected nor written over."""
+    conn.execute("SELECT update_leaderboard_rankings()")
+    world.tx(world.d, "payment", "confirmed", "100", ago("1 minute"))  # moves the domain 2 boards
+    failures: list[BaseException] = []
+    with psycopg.connect(db_url) as deleter, psycopg.connect(db_url, autocommit=True) as refresher:
+        deleter.execute("DELETE FROM domains WHERE id = %s", (D2,))  # uncommitted: its board rows locked
+
+        def refresh() -> None:
+            try:
+                refresher.execute("SELECT update_leaderboard_rankings()")
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        deadline = time.monotonic() + 30
+        # The refresh computed the board with domain 2 in it and now waits to update its rows.
+        while conn.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                           (refresher.info.backend_pid,)).fetchone() != ("Lock",):
+            assert time.monotonic() < deadline, "the refresh never waited for the deleting transaction"
+            time.sleep(0.01)
+        deleter.commit()
+        thread.join(timeout=60)
+    assert not failures
+    after = board(conn)
+    assert {k[1] for k in after} == {None, D1}  # domain 2's boards are gone, the others there
+    conn.execute("SELECT update_leaderboard_rankings()")  # nothing else was missed
+    assert board(conn) == after
 
 
 def test_concurrent_full_refreshes_serialize_and_agree(db_url: str, conn: psycopg.Connection,

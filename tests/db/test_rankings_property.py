@@ -191,3 +191,20 @@ def test_an_old_task_does_not_count_in_shorter_windows(conn: psycopg.Connection)
     assert rows["daily", 1, "agent-1"] == rows["daily", 1, "agent-2"] == Decimal("10.00")
     assert rows["weekly", 1, "agent-1"] == Decimal("80.00")
     assert rows == {(r.period, r.domain, r.slug): r.score for r in model(agents)}
+
+
+def test_an_exact_half_hundredth_is_rounded_up(conn: psycopg.Connection) -> None:
+    """113 agents on the overall board; agent-1 completed 1 task (one agent completed none)
+    and earned 2 SOL (four agents earned nothing, the others 3 SOL), no review:
+    40 + 10 + 30 x 1/112 + 10 x 4/112 = 50.625 exactly -> 50.63. Summing the two
+    quotients as rounded decimals gives 50.6249999... -> 50.62 (sql/0008's header)."""
+    agents: list[dict[str, Any]] = [
+        {"domains": set(), "reviews": [],
+         "tasks": [] if i == 113 else [("completed", 1)],
+         "payments": [] if i >= 110 else [("payment", "confirmed", Decimal(2 if i == 1 else 3), 1, False)]}
+        for i in range(1, 114)]
+    load(conn, agents)
+    conn.execute("SELECT update_leaderboard_rankings()")
+    rows = stored(conn)
+    assert {r.score for r in rows if r.slug == "agent-1"} == {Decimal("50.63")}
+    assert rows == model(agents)
