@@ -295,6 +295,47 @@ def test_refund_marks_its_payment_in_either_order(conn: psycopg.Connection) -> N
     assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)
 
 
+def test_live_writes_read_no_other_transaction_rows(conn: psycopg.Connection) -> None:
+    """The stats trigger's refund marking starts from the statement's own rows: inserting
+    a pending row, or confirming one, must not scan the table (sql/0010; it used to read
+    every confirmed row on every insert, so a write's cost grew with the history)."""
+    user, agent = make_user(conn, 1), make_agent(conn, 1)
+    conn.execute(
+        "INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
+        " transaction_type, status, refund_of)"
+        " SELECT %s, %s, 'Sig' || translate(g::text, '0', 'z') || repeat('x', 60), 0.001,"
+        " CASE WHEN g %% 5 = 0 THEN 'refund' ELSE 'payment' END, 'confirmed',"
+        " CASE WHEN g %% 5 = 0 THEN 'Sig' || translate((g - 1)::text, '0', 'z') || repeat('x', 60) END"
+        " FROM generate_series(1, 5000) g", (user, agent))
+    conn.commit()  # not analyzed yet, as a table filling fast often is: no statistics to go by
+    pay, refund = signature(11), signature(12)
+
+    def seq_tup_read() -> int:
+        # This backend's counts not yet flushed to the statistics, earlier work included:
+        # only the difference across one statement is that statement's.
+        row = conn.execute("SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
+                           " WHERE relname = 'transactions'").fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def rows_scanned(statement: str, params: tuple[object, ...]) -> int:
+        with conn.transaction():
+            before = seq_tup_read()
+            conn.execute(statement, params)
+            return seq_tup_read() - before
+
+    insert = ("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
+              " transaction_type, status, refund_of) VALUES (%s, %s, %s, 1, %s, 'pending', %s)")
+    assert rows_scanned(insert, (user, agent, pay, "payment", None)) == 0
+    assert rows_scanned(insert, (user, agent, refund, "refund", pay)) == 0
+    confirm = "UPDATE transactions SET status = 'confirmed' WHERE transaction_signature = %s"
+    assert rows_scanned(confirm, (pay,)) == 0
+    assert rows_scanned(confirm, (refund,)) == 0
+    assert conn.execute("SELECT status FROM transactions WHERE transaction_signature = %s",
+                        (pay,)).fetchone() == ("refunded",)
+    assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)
+
+
 def test_schema_file_names_no_machine_paths() -> None:
     for path in (Path(__file__).resolve().parents[2] / "sql").glob("*.sql"):
         assert "/work/" not in path.read_text()
