@@ -111,26 +111,26 @@ ON CONFLICT (wallet_address) DO NOTHING
 
 _INSERT_ROWS = """
 WITH v AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
+    SELECT v.*, (SELECT a.id FROM agents a WHERE a.wallet_address = v.agent) AS agent_id
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
         signature text, agent text, counterparty text, type text, amount numeric, mint text,
         decimals int2, status text, task uuid, refund_of text, slot int8, block_time int8,
         metadata jsonb)
-), matched AS (
-    SELECT v.*, a.id AS agent_id FROM v JOIN agents a ON a.wallet_address = v.agent
 ), ins AS (
     INSERT INTO transactions (
         transaction_signature, agent_id, user_id, amount, transaction_type, status,
         created_at, slot, task_id, mint, decimals, refund_of, metadata)
-    SELECT m.signature, m.agent_id, u.id, m.amount, m.type, m.status,
-           COALESCE(timezone('utc', to_timestamp(m.block_time)), timezone('utc', now())),
-           m.slot, t.id, m.mint, m.decimals, m.refund_of, m.metadata
-    FROM matched m
-    LEFT JOIN users u ON u.wallet_address = m.counterparty
-    LEFT JOIN tasks t ON t.id = m.task
+    SELECT v.signature, v.agent_id, (SELECT u.id FROM users u WHERE u.wallet_address = v.counterparty),
+           v.amount, v.type, v.status,
+           COALESCE(timezone('utc', to_timestamp(v.block_time)), timezone('utc', now())),
+           v.slot, (SELECT t.id FROM tasks t WHERE t.id = v.task), v.mint, v.decimals, v.refund_of,
+           v.metadata
+    FROM v
+    WHERE v.agent_id IS NOT NULL
     ON CONFLICT (transaction_signature, agent_id) DO NOTHING
     RETURNING transaction_type, status
 )
-SELECT '', '', count(*) FROM matched
+SELECT '', '', count(*) FROM v WHERE agent_id IS NOT NULL
 UNION ALL
 SELECT transaction_type, status, count(*) FROM ins GROUP BY 1, 2
 """

@@ -12,7 +12,7 @@ from decimal import Decimal
 import psycopg
 
 from indexer.decode.models import TransferRow
-from indexer.sink import Batch, write_batch
+from indexer.sink import _INSERT_ROWS, Batch, rows_document, write_batch
 
 AGENT = "AgentWa11et1111111111111111111111111111111"
 OTHER_AGENT = "AgentWa11et2222222222222222222222222222222"  # not in the database
@@ -77,3 +77,34 @@ async def test_rows_arrive_column_for_column_and_twice_is_once(conn: psycopg.Con
     assert metadata == rows[1].metadata_dict()
     amount, _, _, _, user, _, _, _, _ = stored["3" * 88]
     assert (amount, user) == (Decimal("123456789.5"), NEW_USER)
+
+
+def test_a_small_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
+    """A live write of a few rows finds its agent, user and task by their keys, whatever
+    the size of agents and users (a hash join on the row document's 100-row guess read
+    all 10,000 agents on every live write, 1.7 ms of a 2.7 ms insert)."""
+    _register(conn)
+    conn.execute("""
+        INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)
+        SELECT 'bulk-' || g, 'A', 'T', 'D', 'https://example.invalid/a.png',
+               'Bu1kAgent' || translate(g::text, '0', 'z') || repeat('x', 30)
+        FROM generate_series(1, 2000) g""")
+    conn.execute("INSERT INTO users (wallet_address)"
+                 " SELECT 'Bu1kUser' || translate(g::text, '0', 'z') || repeat('x', 30)"
+                 " FROM generate_series(1, 2000) g")
+    conn.execute("ANALYZE agents")
+    conn.execute("ANALYZE users")
+    conn.commit()
+    with conn.transaction():
+        def scanned() -> dict[str, int]:
+            # This backend's counts not yet flushed, earlier work included: compare differences.
+            return dict(conn.execute(  # type: ignore[arg-type]
+                "SELECT relname, coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
+                " WHERE relname IN ('agents', 'users', 'tasks')").fetchall())
+
+        before = scanned()
+        conn.execute(_INSERT_ROWS, {"rows": rows_document([_row(1), _row(2, agent=OTHER_AGENT)]).decode()})
+        after = scanned()
+    assert {table: after[table] - before.get(table, 0) for table in after} == {
+        "agents": 0, "users": 0, "tasks": 0}
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (1,)
