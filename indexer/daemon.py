@@ -54,6 +54,7 @@ log = structlog.get_logger(__name__)
 
 
 LOCK_PROBE_INTERVAL = 1.0  # seconds between checks that the shard lock's session lives
+PENDING_COUNT_INTERVAL = 5.0  # seconds between counts of pending rows while finality catches up
 LOCK_PROBE_TIMEOUT = 5.0
 
 
@@ -86,6 +87,7 @@ class Daemon:
         self.active = asyncio.Event()
         self.ops_port: int | None = None
         self.handle_signals = handle_signals  # False when embedded (demo, benchmarks)
+        self._pending_counted_at = float("-inf")
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -391,11 +393,11 @@ class Daemon:
         """One batch of pending rows moved on; True when the batch was full and moved, so
         more may be waiting."""
         moved = 0
+        finalized_slot = await rpc.get_slot("finalized")
         async with pool.connection() as conn:
-            rows = await finality.pending_rows(conn, limit=limit)
+            rows, full = await finality.pending_rows(conn, finalized_slot, limit=limit)
         if rows:
             statuses = await rpc.get_signature_statuses([r.signature for r in rows])
-            finalized_slot = await rpc.get_slot("finalized")
             chain = {
                 r.signature: (finality.ChainStatus(int(s.slot), s.err, s.confirmation_status)
                               if s is not None else None)
@@ -409,9 +411,15 @@ class Daemon:
             if failed:
                 self.metrics.finality_transitions.labels("failed").inc(failed)
             moved = confirmed + failed
-        async with pool.connection() as conn:
-            self.metrics.pending_rows.set(await finality.count_pending(conn))
-        return len(rows) == limit and moved > 0
+        more = full and moved > 0
+        now = time.monotonic()
+        # The gauge counts every pending row (an index-only scan of them all): not on every
+        # pass while catching up, which runs passes back to back.
+        if not more or now - self._pending_counted_at >= PENDING_COUNT_INTERVAL:
+            self._pending_counted_at = now
+            async with pool.connection() as conn:
+                self.metrics.pending_rows.set(await finality.count_pending(conn))
+        return more
 
     async def _database_problem(self) -> str | None:
         try:

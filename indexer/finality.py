@@ -77,11 +77,15 @@ class StatusSource(Protocol):
     async def get_signature_statuses(self, signatures: Sequence[str]) -> Sequence[Any]: ...
 
 
+# Only rows that can be final by now: a row's slot past the finalized slot cannot be
+# (nor dropped: that needs its blockhash expired, 150 slots behind it). Oldest first, in
+# the order of idx_transactions_pending (slot) WHERE status = 'pending', so a pass reads
+# `limit` index entries however many rows are pending -- not a sort of all of them.
+# (A NULL slot -- a row some other writer added -- is asked about once those are done.)
 _SELECT_PENDING = """
-SELECT transaction_signature, min(slot) FROM transactions
-WHERE status = 'pending'
-GROUP BY transaction_signature
-ORDER BY min(slot) NULLS FIRST
+SELECT transaction_signature, slot FROM transactions
+WHERE status = 'pending' AND (slot <= %(finalized)s OR slot IS NULL)
+ORDER BY slot
 LIMIT %(limit)s
 """
 
@@ -102,9 +106,17 @@ WHERE t.transaction_signature = v.signature AND t.status = 'pending'
 _COUNT_PENDING = "SELECT count(*) FROM transactions WHERE status = 'pending'"
 
 
-async def pending_rows(conn: psycopg.AsyncConnection[Any], limit: int) -> list[PendingRow]:
-    cur = await conn.execute(_SELECT_PENDING, {"limit": limit})
-    return [PendingRow(sig, int(slot or 0)) for sig, slot in await cur.fetchall()]
+async def pending_rows(conn: psycopg.AsyncConnection[Any], finalized_slot: int,
+                       limit: int) -> tuple[list[PendingRow], bool]:
+    """Pending rows at or below ``finalized_slot``, oldest first, one per signature (a
+    transfer to two agents is two rows, one signature), from at most ``limit`` rows; and
+    whether the limit cut them short (more may be waiting)."""
+    cur = await conn.execute(_SELECT_PENDING, {"finalized": finalized_slot, "limit": limit})
+    found = await cur.fetchall()
+    oldest: dict[str, int] = {}
+    for signature, slot in found:
+        oldest.setdefault(signature, int(slot or 0))
+    return [PendingRow(signature, slot) for signature, slot in oldest.items()], len(found) == limit
 
 
 async def apply(conn: psycopg.AsyncConnection[Any], decisions: Decisions) -> tuple[int, int]:
