@@ -31,12 +31,18 @@ ENV_NAMES: Mapping[str, str] = {
     "reconcile_interval": "AMOCA_RECONCILE_INTERVAL",
     "finality_interval": "AMOCA_FINALITY_INTERVAL",
     "rankings_interval": "AMOCA_RANKINGS_INTERVAL",
+    "rankings_quiet": "AMOCA_RANKINGS_QUIET",
+    "rankings_max_delay": "AMOCA_RANKINGS_MAX_DELAY",
+    "rankings_max_share": "AMOCA_RANKINGS_MAX_SHARE",
+    "retention_interval": "AMOCA_RETENTION_INTERVAL",
     "rpc_requests_per_second": "AMOCA_RPC_REQUESTS_PER_SECOND",
 }
 _INT_FIELDS = frozenset({"max_subscriptions_per_connection", "gapfill_concurrency", "fetch_workers",
                          "rpc_max_concurrency", "readiness_max_slot_lag"})
 _FLOAT_FIELDS = frozenset({"subscribe_rate", "reconcile_interval", "finality_interval",
-                           "rankings_interval", "rpc_requests_per_second", "shutdown_timeout"})
+                           "rankings_interval", "rankings_quiet", "rankings_max_delay",
+                           "rankings_max_share", "retention_interval", "rpc_requests_per_second",
+                           "shutdown_timeout"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,12 @@ class Settings:
     reconcile_interval: float = 60.0
     finality_interval: float = 2.0
     rankings_interval: float = 60.0
+    # Soon after stats change: once signals have been quiet this long, at most this long
+    # after the first one, and using at most this share of one database backend.
+    rankings_quiet: float = 2.0
+    rankings_max_delay: float = 30.0
+    rankings_max_share: float = 0.1
+    retention_interval: float = 86_400.0  # seconds between scheduled prunes
     gapfill_concurrency: int = 8
     fetch_workers: int = 4
     rpc_max_concurrency: int = 16
@@ -128,6 +140,8 @@ def _coerce(name: str, value: Any) -> Any:
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
         if number < 0:
             raise ConfigError(f"{name} must not be negative, got {number}")
+        if name == "rankings_max_share" and not 0 < number <= 1:
+            raise ConfigError(f"rankings_max_share must be more than 0 and at most 1, got {number}")
         return number
     if name == "shard":
         from indexer.registry import Shard
@@ -169,5 +183,11 @@ def load_settings(
         if value is not None:
             merged[name] = value
     values = {name: _coerce(name, value) for name, value in merged.items()}
-    settings = Settings()
-    return replace(settings, **values)
+    settings = replace(Settings(), **values)
+    if settings.rankings_max_delay < settings.rankings_quiet:
+        raise ConfigError(f"rankings_max_delay ({settings.rankings_max_delay:g}) must not be shorter than"
+                          f" rankings_quiet ({settings.rankings_quiet:g})")
+    for name in ("rankings_interval", "retention_interval"):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be more than 0 seconds")
+    return settings

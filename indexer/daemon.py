@@ -327,9 +327,14 @@ class Daemon:
                     asyncio.create_task(slot_loop(), name="slots"),
                     asyncio.create_task(finality_loop(), name="finality"),
                     asyncio.create_task(run_scheduler(self._connect, self.metrics,
-                                                      interval=settings.rankings_interval),
+                                                      interval=settings.rankings_interval,
+                                                      quiet=settings.rankings_quiet,
+                                                      max_delay=settings.rankings_max_delay,
+                                                      max_share=settings.rankings_max_share),
                                         name="rankings"),
-                    asyncio.create_task(run_retention(self._connect, self.metrics), name="retention"),
+                    asyncio.create_task(run_retention(self._connect, self.metrics,
+                                                      interval=settings.retention_interval),
+                                        name="retention"),
                     *(asyncio.create_task(fill_worker(), name=f"gapfill-{i}")
                       for i in range(settings.gapfill_concurrency)),
                 ]

@@ -63,6 +63,7 @@ async def run_scheduler(
     interval: float = 60.0,
     quiet: float = 2.0,
     max_delay: float = 30.0,
+    max_share: float = 0.1,
     standby_retry: float | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -70,9 +71,11 @@ async def run_scheduler(
     """Refresh while holding the cluster-wide lock, as :mod:`indexer.debounce` decides; forever.
 
     ``standby_retry`` (default: ``interval``) is how often a replica without the lock
-    tries to take it.
+    tries to take it. ``max_share`` (0..1] of one database backend's time is the most the
+    refreshes may take.
     """
-    policy = RefreshPolicy(interval=interval, quiet=min(quiet, max_delay), max_delay=max_delay)
+    policy = RefreshPolicy(interval=interval, quiet=min(quiet, max_delay), max_delay=max_delay,
+                           idle_ratio=(1 - max_share) / max_share)
     retry = interval if standby_retry is None else standby_retry
     while True:
         try:

@@ -38,6 +38,10 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path: Pat
         ({"AMOCA_SHARD": "2/2"}, "out of range"),
         ({"AMOCA_SHARD": "half"}, "shard must look like i/N"),
         ({"AMOCA_RECONCILE_INTERVAL": "-1"}, "must not be negative"),
+        ({"AMOCA_RANKINGS_MAX_SHARE": "0"}, "rankings_max_share must be more than 0"),
+        ({"AMOCA_RANKINGS_MAX_SHARE": "1.5"}, "at most 1"),
+        ({"AMOCA_RANKINGS_QUIET": "40"}, "must not be shorter than rankings_quiet"),
+        ({"AMOCA_RETENTION_INTERVAL": "0"}, "retention_interval must be more than 0"),
     ],
 )
 def test_bad_values_are_one_clear_error(tmp_path: Path, env: dict[str, str], message: str) -> None:
