@@ -4,23 +4,25 @@
 -- per inserted transaction row, a quarter of the whole insert (indexes, foreign keys
 -- and stats triggers included). A length test plus an unbounded character class
 -- accepts exactly the same strings (base58 is ASCII: one character, one byte).
--- Re-validated here over existing rows, under ALTER TABLE's lock, once.
+-- Added NOT VALID (new rows are checked at once; the lock is held only for the catalog
+-- change) and validated over existing rows by 0011, in its own transaction, where the
+-- scan blocks neither reads nor writes.
 
 ALTER TABLE transactions
     DROP CONSTRAINT transactions_signature_base58,
     ADD CONSTRAINT transactions_signature_base58 CHECK (
         length(transaction_signature) BETWEEN 32 AND 88
-        AND transaction_signature ~ '^[1-9A-HJ-NP-Za-km-z]+$');
+        AND transaction_signature ~ '^[1-9A-HJ-NP-Za-km-z]+$') NOT VALID;
 
 ALTER TABLE users
     DROP CONSTRAINT users_wallet_address_base58,
     ADD CONSTRAINT users_wallet_address_base58 CHECK (
-        length(wallet_address) BETWEEN 32 AND 44 AND wallet_address ~ '^[1-9A-HJ-NP-Za-km-z]+$');
+        length(wallet_address) BETWEEN 32 AND 44 AND wallet_address ~ '^[1-9A-HJ-NP-Za-km-z]+$') NOT VALID;
 
 ALTER TABLE agents
     DROP CONSTRAINT agents_wallet_address_base58,
     ADD CONSTRAINT agents_wallet_address_base58 CHECK (
-        length(wallet_address) BETWEEN 32 AND 44 AND wallet_address ~ '^[1-9A-HJ-NP-Za-km-z]+$');
+        length(wallet_address) BETWEEN 32 AND 44 AND wallet_address ~ '^[1-9A-HJ-NP-Za-km-z]+$') NOT VALID;
 
 -- One index less to write per transaction row (inserted, or updated by the finality
 -- tracker: a status change is never a HOT update, every index gets a new entry):
