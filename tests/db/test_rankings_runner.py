@@ -115,3 +115,30 @@ async def test_runner_survives_a_failing_refresh_and_recovers(db_url: str, conn:
                 await task
     failure = next(e for e in logs if e["event"] == "rankings_refresh_failed")
     assert "update_leaderboard_rankings" in failure["error"]
+
+
+async def test_the_runner_vacuums_the_board_it_rewrote(db_url: str, conn: psycopg.Connection) -> None:
+    """A refresh rewrites most of the board; the runner vacuums it after each refresh when
+    its role may (here: the owner), so dead rows do not pile up between autovacuum visits."""
+    make_agent(conn, 1)
+    conn.commit()
+    registry = CollectorRegistry()
+    task = asyncio.create_task(run_scheduler(
+        lambda: psycopg.AsyncConnection.connect(db_url), Metrics(registry), interval=3600.0))
+
+    async def vacuumed() -> bool:
+        row = conn.execute("SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables"
+                           " WHERE relname = 'leaderboard_rankings'").fetchone()
+        conn.rollback()  # a fresh statistics snapshot next time
+        return bool(row and row[0])
+
+    try:
+        with capture_logs() as logs:
+            await wait_until(vacuumed)
+        refreshed = [e for e in logs if e["event"] == "rankings_refreshed"]
+        assert refreshed
+        assert refreshed[0]["vacuum_seconds"] is not None
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

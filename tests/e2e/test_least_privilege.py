@@ -12,6 +12,7 @@ from psycopg import conninfo, sql
 
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
+from indexer.rankings import may_vacuum_board, vacuum_board
 from tests.e2e.harness import (
     database_rows,
     differences,
@@ -55,3 +56,13 @@ async def test_the_daemon_needs_only_the_indexer_role(db_url: str, indexer_login
         await daemon.wait_logged("rankings_refreshed")
         assert await daemon.stop() == 0, daemon.tail()
     assert not any('"level": "error"' in line for line in daemon.log), daemon.tail()
+
+
+async def test_the_indexer_role_may_vacuum_the_board_where_the_server_allows(indexer_login_url: str) -> None:
+    """PostgreSQL 17+ has the MAINTAIN privilege (granted by sql/0012); before it only the
+    owner may VACUUM, and the runner leaves the board to autovacuum."""
+    async with await psycopg.AsyncConnection.connect(indexer_login_url, autocommit=True) as conn:
+        allowed = await may_vacuum_board(conn)
+        assert allowed == (conn.info.server_version >= 170000)
+        if allowed:
+            assert await vacuum_board(conn) >= 0
