@@ -126,18 +126,36 @@ def migrate(conn: psycopg.Connection, sql_dir: Path | None = None, *, dry_run: b
         conn.execute(_CREATE_TABLE)
         current = plan(conn, migrations)  # re-read under the lock: another run may have won
         for migration in current.pending:
-            started = time.monotonic()
-            try:
-                with conn.transaction():
-                    conn.execute(migration.sql().encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum, duration_ms)"
-                        " VALUES (%s, %s, %s, %s)",
-                        (migration.version, migration.name, migration.checksum,
-                         int((time.monotonic() - started) * 1000)),
-                    )
-            except psycopg.Error as exc:
-                raise MigrationError(f"{migration.filename} failed: {str(exc).strip()}") from None
+            _apply(conn, migration)
         return current
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+
+
+# A migration that sets lock_timeout gives up rather than queue every reader behind the
+# ACCESS EXCLUSIVE lock it waits for (a long transaction holds the table); it is retried,
+# whole, a few times before the run fails.
+LOCK_RETRIES = 5
+_sleep = time.sleep  # tests replace it
+
+
+def _apply(conn: psycopg.Connection, migration: Migration) -> None:
+    for attempt in range(LOCK_RETRIES + 1):
+        started = time.monotonic()
+        try:
+            with conn.transaction():
+                conn.execute(migration.sql().encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, duration_ms)"
+                    " VALUES (%s, %s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum,
+                     int((time.monotonic() - started) * 1000)),
+                )
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            if attempt == LOCK_RETRIES:
+                raise MigrationError(f"{migration.filename} failed: {str(exc).strip()} "
+                                     f"({LOCK_RETRIES + 1} attempts)") from None
+            _sleep(min(8.0, 0.5 * 2 ** attempt))
+        except psycopg.Error as exc:
+            raise MigrationError(f"{migration.filename} failed: {str(exc).strip()}") from None

@@ -125,3 +125,40 @@ def test_cli_unreachable_database_is_one_line_exit_2() -> None:
     assert "database unavailable" in result.stderr
     assert "s3cret-pw" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_lock_timeout_is_retried_until_the_lock_is_free(empty_db_url: str, sql_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migration that sets lock_timeout gives up instead of queueing readers behind it;
+    the runner retries it, and it applies once the long transaction is gone."""
+    sleeps: list[float] = []
+    with psycopg.connect(empty_db_url) as holder, psycopg.connect(empty_db_url, autocommit=True) as conn:
+        migrations.migrate(conn, sql_dir)
+        _write(sql_dir, "0003_alter.sql", "SET LOCAL lock_timeout = '200ms';\n"
+                                          "ALTER TABLE first ADD COLUMN note text;\n")
+        holder.execute("SELECT * FROM first")  # ACCESS SHARE until the holder's transaction ends
+
+        def sleep_then_release(seconds: float) -> None:
+            sleeps.append(seconds)
+            holder.rollback()  # the long transaction ends while the runner backs off
+
+        monkeypatch.setattr(migrations, "_sleep", sleep_then_release)
+        applied = migrations.migrate(conn, sql_dir)
+        columns = conn.execute("SELECT count(*) FROM information_schema.columns"
+                               " WHERE table_name = 'first' AND column_name = 'note'").fetchone()
+    assert [m.filename for m in applied.pending] == ["0003_alter.sql"]
+    assert sleeps == [0.5]
+    assert columns == (1,)
+
+def test_a_lock_never_freed_fails_after_the_retries(empty_db_url: str, sql_dir: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        migrations.migrate(conn, sql_dir)
+    _write(sql_dir, "0003_alter.sql", "SET LOCAL lock_timeout = '100ms';\n"
+                                      "ALTER TABLE first ADD COLUMN note text;\n")
+    monkeypatch.setattr(migrations, "LOCK_RETRIES", 2)
+    monkeypatch.setattr(migrations, "_sleep", lambda seconds: None)
+    with psycopg.connect(empty_db_url) as holder, psycopg.connect(empty_db_url, autocommit=True) as conn:
+        holder.execute("SELECT * FROM first")
+        with pytest.raises(MigrationError, match=r"0003_alter\.sql failed: .*lock timeout.*\(3 attempts\)"):
+            migrations.migrate(conn, sql_dir)
