@@ -6,6 +6,7 @@ are a fixed contract (DESIGN section 8): operators and outside tests rely on the
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -138,10 +139,12 @@ def _coerce(name: str, value: Any) -> Any:
             number = kind(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if number < 0:
             raise ConfigError(f"{name} must not be negative, got {number}")
-        if name == "rankings_max_share" and not 0 < number <= 1:
-            raise ConfigError(f"rankings_max_share must be more than 0 and at most 1, got {number}")
+        if name == "rankings_max_share" and not 0.01 <= number <= 1:
+            raise ConfigError(f"rankings_max_share must be from 0.01 to 1, got {number}")
         return number
     if name == "shard":
         from indexer.registry import Shard

@@ -88,6 +88,7 @@ class Daemon:
         self.ops_port: int | None = None
         self.handle_signals = handle_signals  # False when embedded (demo, benchmarks)
         self._pending_counted_at = float("-inf")
+        self._finality_behind = False  # the last pass was full and moved: catching up
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -396,35 +397,42 @@ class Daemon:
     async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient,
                              limit: int = 1000) -> bool:
         """One batch of pending rows moved on; True when the batch was full and moved, so
-        more may be waiting."""
-        moved = 0
+        more may be waiting (the next pass comes at once)."""
+        async with pool.connection() as conn:
+            # The gauge counts every pending row (an index-only scan of them all): on every
+            # pass when caught up, every few seconds while catching up (passes back to back).
+            # Counted before any RPC call, so it stays true while the node is away.
+            now = time.monotonic()
+            if not self._finality_behind or now - self._pending_counted_at >= PENDING_COUNT_INTERVAL:
+                self._pending_counted_at = now
+                pending = await finality.count_pending(conn)
+                self.metrics.pending_rows.set(pending)
+                waiting = pending > 0
+            else:
+                waiting = await finality.any_pending(conn)
+        self._finality_behind = False
+        if not waiting:  # no RPC call at all
+            return False
         finalized_slot = await rpc.get_slot("finalized")
         async with pool.connection() as conn:
             rows, full = await finality.pending_rows(conn, finalized_slot, limit=limit)
-        if rows:
-            statuses = await rpc.get_signature_statuses([r.signature for r in rows])
-            chain = {
-                r.signature: (finality.ChainStatus(int(s.slot), s.err, s.confirmation_status)
-                              if s is not None else None)
-                for r, s in zip(rows, statuses, strict=True)
-            }
-            decisions = finality.decide(rows, chain, finalized_slot)
-            async with pool.connection() as conn:
-                confirmed, failed = await finality.apply(conn, decisions)
-            if confirmed:
-                self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
-            if failed:
-                self.metrics.finality_transitions.labels("failed").inc(failed)
-            moved = confirmed + failed
-        more = full and moved > 0
-        now = time.monotonic()
-        # The gauge counts every pending row (an index-only scan of them all): not on every
-        # pass while catching up, which runs passes back to back.
-        if not more or now - self._pending_counted_at >= PENDING_COUNT_INTERVAL:
-            self._pending_counted_at = now
-            async with pool.connection() as conn:
-                self.metrics.pending_rows.set(await finality.count_pending(conn))
-        return more
+        if not rows:
+            return False
+        statuses = await rpc.get_signature_statuses([r.signature for r in rows])
+        chain = {
+            r.signature: (finality.ChainStatus(int(s.slot), s.err, s.confirmation_status)
+                          if s is not None else None)
+            for r, s in zip(rows, statuses, strict=True)
+        }
+        decisions = finality.decide(rows, chain, finalized_slot)
+        async with pool.connection() as conn:
+            confirmed, failed = await finality.apply(conn, decisions)
+        if confirmed:
+            self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
+        if failed:
+            self.metrics.finality_transitions.labels("failed").inc(failed)
+        self._finality_behind = full and confirmed + failed > 0
+        return self._finality_behind
 
     async def _database_problem(self) -> str | None:
         try:

@@ -78,16 +78,21 @@ class StatusSource(Protocol):
 
 
 # Only rows that can be final by now: a row's slot past the finalized slot cannot be
-# (nor dropped: that needs its blockhash expired, 150 slots behind it). Oldest first, in
-# the order of idx_transactions_pending (slot) WHERE status = 'pending', so a pass reads
-# `limit` index entries however many rows are pending -- not a sort of all of them.
-# (A NULL slot -- a row some other writer added -- is asked about once those are done.)
+# (nor dropped: that needs its blockhash expired, 150 slots behind it). Oldest first, read
+# in the order of idx_transactions_pending (slot) WHERE status = 'pending' with the slot
+# bound as the index condition, so a pass reads at most `limit` entries however many rows
+# are pending. A NULL slot (a row some other writer added) cannot be an index condition
+# together with the bound: those come from a second, equally bounded, read after them.
 _SELECT_PENDING = """
-SELECT transaction_signature, slot FROM transactions
-WHERE status = 'pending' AND (slot <= %(finalized)s OR slot IS NULL)
-ORDER BY slot
+(SELECT transaction_signature, slot FROM transactions
+ WHERE status = 'pending' AND slot <= %(finalized)s ORDER BY slot LIMIT %(limit)s)
+UNION ALL
+(SELECT transaction_signature, slot FROM transactions
+ WHERE status = 'pending' AND slot IS NULL LIMIT %(limit)s)
 LIMIT %(limit)s
 """
+
+_ANY_PENDING = "SELECT EXISTS (SELECT FROM transactions WHERE status = 'pending')"
 
 _CONFIRM = """
 UPDATE transactions t
@@ -139,6 +144,12 @@ async def apply(conn: psycopg.AsyncConnection[Any], decisions: Decisions) -> tup
     except psycopg.Error as exc:
         raise translate(exc) from exc
     return confirmed, failed
+
+
+async def any_pending(conn: psycopg.AsyncConnection[Any]) -> bool:
+    cur = await conn.execute(_ANY_PENDING)
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def count_pending(conn: psycopg.AsyncConnection[Any]) -> int:

@@ -20,7 +20,7 @@ dead rows and index entries. Autovacuum comes about once a minute; refreshes can
 every ~20 s, and each one is slower on a bloated board (1.6 s on a clean board, 2.0-2.2 s
 after a few refreshes, at 10,000 agents). So the runner vacuums the board after each
 refresh (``vacuum_board``) when its role may: the table's owner or a superuser, or on
-PostgreSQL 17+ a role granted MAINTAIN (sql/0012 grants it to amoca_indexer). Otherwise
+PostgreSQL 17+ a role granted MAINTAIN (sql/0014 grants it to amoca_indexer). Otherwise
 autovacuum alone keeps it.
 """
 

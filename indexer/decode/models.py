@@ -207,7 +207,8 @@ class TransferRow:
         hold. Not the columns again (amount, mint, slot...): a copy could disagree with
         them, and it doubled the stored row. The counterparty's wallet stays here because
         ``user_id`` is emptied when a user is deleted; the memo's task id because
-        ``task_id`` is empty when the task was unknown or has been pruned."""
+        ``task_id`` is empty when the task was unknown or has been pruned; the slot the row was
+        seen in because finality rewrites ``slot`` when a fork re-included the transaction."""
         return {
             "counterparty_wallet": self.counterparty_wallet,
             "direction": self.direction,
@@ -218,6 +219,7 @@ class TransferRow:
             "period": self.period,
             "fee_payer": self.fee_payer,
             "block_time": self.block_time,
+            "seen_slot": self.slot,
             "legs": [leg.to_json_dict() for leg in self.legs],
         }
 

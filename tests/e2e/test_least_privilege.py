@@ -59,7 +59,7 @@ async def test_the_daemon_needs_only_the_indexer_role(db_url: str, indexer_login
 
 
 async def test_the_indexer_role_may_vacuum_the_board_where_the_server_allows(indexer_login_url: str) -> None:
-    """PostgreSQL 17+ has the MAINTAIN privilege (granted by sql/0012); before it only the
+    """PostgreSQL 17+ has the MAINTAIN privilege (granted by sql/0014); before it only the
     owner may VACUUM, and the runner leaves the board to autovacuum."""
     async with await psycopg.AsyncConnection.connect(indexer_login_url, autocommit=True) as conn:
         allowed = await may_vacuum_board(conn)
