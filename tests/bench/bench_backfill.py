@@ -177,35 +177,38 @@ async def main(count: int) -> None:
     with postgres() as admin:
         template = f"bench_tpl_{uuid.uuid4().hex[:8]}"
         history_url = create(admin, template)
-        with psycopg.connect(history_url, autocommit=True) as conn:
-            migrations.migrate(conn)
-        async with separate_cluster() as (http_url, _):
-            started = time.perf_counter()
-            summary = await run_workload(WorkloadConfig(
-                rpc_url=http_url, rate=5000, count=count, agents=3, users=20, seed=9,
-                database_url=history_url))
-            print(f"history: {summary.sent} transactions, {summary.rows} rows, "
-                  f"{len(summary.agent_wallets)} agents ({time.perf_counter() - started:.1f} s)")
-            wallets = list(summary.agent_wallets)
-            signatures = await signatures_of(http_url, wallets)
-            distinct = len(signatures)
-            print(f"the agents' histories (wallets and token accounts): {distinct} distinct transactions")
-            sample = signatures[:BASELINE_SAMPLE]
-            meter = CpuMeter(cluster_pid(http_url), postgres_pid(history_url))
-            contenders: dict[str, Callable[[str], Awaitable[Any]]] = {
-                "ours": lambda url: ours(url, http_url, wallets, distinct),
-                "baseline": lambda url: baseline(url, http_url, sample, wallets),
-            }
-            results: dict[str, list[Any]] = {label: [] for label in contenders}
-            for run in range(RUNS):  # interleaved: a busy spell hits both alike
-                for label, contender in contenders.items():
-                    name = f"bench_{label}_{run}_{uuid.uuid4().hex[:6]}"
-                    url = create(admin, name, template)
-                    result = await meter.measure(contender(url), url)
-                    drop(admin, name)
-                    results[label].append(result)
-                    print(f"  {label:<8} run {run + 1}: {describe(result)}", flush=True)
-            ours_runs, base_runs = results["ours"], results["baseline"]
+        try:  # the template goes too: on a server of yours (AMOCA_BENCH_DATABASE_URL) nothing stays
+            with psycopg.connect(history_url, autocommit=True) as conn:
+                migrations.migrate(conn)
+            async with separate_cluster() as (http_url, _):
+                started = time.perf_counter()
+                summary = await run_workload(WorkloadConfig(
+                    rpc_url=http_url, rate=5000, count=count, agents=3, users=20, seed=9,
+                    database_url=history_url))
+                print(f"history: {summary.sent} transactions, {summary.rows} rows, "
+                      f"{len(summary.agent_wallets)} agents ({time.perf_counter() - started:.1f} s)")
+                wallets = list(summary.agent_wallets)
+                signatures = await signatures_of(http_url, wallets)
+                distinct = len(signatures)
+                print(f"the agents' histories (wallets and token accounts): {distinct} distinct transactions")
+                sample = signatures[:BASELINE_SAMPLE]
+                meter = CpuMeter(cluster_pid(http_url), postgres_pid(history_url))
+                contenders: dict[str, Callable[[str], Awaitable[Any]]] = {
+                    "ours": lambda url: ours(url, http_url, wallets, distinct),
+                    "baseline": lambda url: baseline(url, http_url, sample, wallets),
+                }
+                results: dict[str, list[Any]] = {label: [] for label in contenders}
+                for run in range(RUNS):  # interleaved: a busy spell hits both alike
+                    for label, contender in contenders.items():
+                        name = f"bench_{label}_{run}_{uuid.uuid4().hex[:6]}"
+                        url = create(admin, name, template)
+                        result = await meter.measure(contender(url), url)
+                        drop(admin, name)
+                        results[label].append(result)
+                        print(f"  {label:<8} run {run + 1}: {describe(result)}", flush=True)
+                ours_runs, base_runs = results["ours"], results["baseline"]
+        finally:
+            drop(admin, template)
     ours_median = statistics.median(r.rate for r in ours_runs)
     base_median = statistics.median(r.rate for r in base_runs)
     print(f"median of {RUNS}: ours {ours_median:,.0f} tx/s, baseline {base_median:,.0f} tx/s, "

@@ -544,7 +544,7 @@ async def sustained_steps(daemon: Daemon, recorder: Recorder, samples: list[Samp
 async def main(options: argparse.Namespace) -> None:
     with postgres() as admin:
         with psycopg.connect(admin, autocommit=True) as conn:
-            # An earlier run on an external server (AMOCA_BENCH_DATABASE_URL) may have left it.
+            # An interrupted run on an external server (AMOCA_BENCH_DATABASE_URL) may have left it.
             conn.execute("DROP DATABASE IF EXISTS bench_daemon WITH (FORCE)")
             conn.execute("CREATE DATABASE bench_daemon")
         url = admin.replace("dbname=postgres", "dbname=bench_daemon") if "dbname=" in admin else \
@@ -605,6 +605,8 @@ async def main(options: argparse.Namespace) -> None:
                         task.print_stack(limit=4, file=sys.stdout)
                 raise
         rankings_holder.close()
+        with psycopg.connect(admin, autocommit=True) as conn:  # nothing stays on a server of yours
+            conn.execute("DROP DATABASE IF EXISTS bench_daemon WITH (FORCE)")
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:
