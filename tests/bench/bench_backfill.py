@@ -32,13 +32,14 @@ import orjson
 import psycopg
 from benchdb import (  # a sibling module: benchmarks run as scripts from this folder
     cluster_pid,
+    create_database,
+    drop_database,
     postgres,
     postgres_pid,
     process_cpu,
     separate_cluster,
     tree_cpu,
 )
-from psycopg import conninfo, sql
 from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
 
@@ -61,26 +62,6 @@ SELECT %s, a.id, (SELECT id FROM users WHERE wallet_address = %s), %s, %s, %s,
 FROM agents a WHERE a.wallet_address = %s
 ON CONFLICT (transaction_signature, agent_id) DO NOTHING
 """
-
-
-def with_database(url: str, name: str) -> str:
-    return conninfo.make_conninfo(url, dbname=name)
-
-
-def create(admin: str, name: str, template: str | None = None) -> str:
-    with psycopg.connect(admin, autocommit=True) as conn:
-        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(query)
-        conn.execute("CHECKPOINT")  # the copy's writes land now, not inside the measured run
-    return with_database(admin, name)
-
-
-def drop(admin: str, name: str) -> None:
-    """Gone once measured: autovacuum on an earlier run's rows must not run inside the next."""
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def count_rows(url: str) -> int:
@@ -176,7 +157,7 @@ async def main(count: int) -> None:
     print(f"load average at the start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)")
     with postgres() as admin:
         template = f"bench_tpl_{uuid.uuid4().hex[:8]}"
-        history_url = create(admin, template)
+        history_url = create_database(admin, template)
         try:  # the template goes too: on a server of yours (AMOCA_BENCH_DATABASE_URL) nothing stays
             with psycopg.connect(history_url, autocommit=True) as conn:
                 migrations.migrate(conn)
@@ -201,14 +182,14 @@ async def main(count: int) -> None:
                 for run in range(RUNS):  # interleaved: a busy spell hits both alike
                     for label, contender in contenders.items():
                         name = f"bench_{label}_{run}_{uuid.uuid4().hex[:6]}"
-                        url = create(admin, name, template)
+                        url = create_database(admin, name, template)
                         result = await meter.measure(contender(url), url)
-                        drop(admin, name)
+                        drop_database(admin, name)
                         results[label].append(result)
                         print(f"  {label:<8} run {run + 1}: {describe(result)}", flush=True)
                 ours_runs, base_runs = results["ours"], results["baseline"]
         finally:
-            drop(admin, template)
+            drop_database(admin, template)
     ours_median = statistics.median(r.rate for r in ours_runs)
     base_median = statistics.median(r.rate for r in base_runs)
     print(f"median of {RUNS}: ours {ours_median:,.0f} tx/s, baseline {base_median:,.0f} tx/s, "

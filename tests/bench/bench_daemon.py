@@ -55,7 +55,12 @@ from typing import Any
 import aiohttp
 import orjson
 import psycopg
-from benchdb import postgres, separate_cluster  # a sibling module: benchmarks run as scripts from this folder
+from benchdb import (  # a sibling module: benchmarks run as scripts from this folder
+    create_database,
+    drop_database,
+    postgres,
+    separate_cluster,
+)
 from solders.hash import Hash
 from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
@@ -543,12 +548,8 @@ async def sustained_steps(daemon: Daemon, recorder: Recorder, samples: list[Samp
 # -- the benchmark --------------------------------------------------------------------------
 async def main(options: argparse.Namespace) -> None:
     with postgres() as admin:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            # An interrupted run on an external server (AMOCA_BENCH_DATABASE_URL) may have left it.
-            conn.execute("DROP DATABASE IF EXISTS bench_daemon WITH (FORCE)")
-            conn.execute("CREATE DATABASE bench_daemon")
-        url = admin.replace("dbname=postgres", "dbname=bench_daemon") if "dbname=" in admin else \
-            admin.rsplit("/", 1)[0] + "/bench_daemon"
+        drop_database(admin, "bench_daemon")  # an interrupted run on a server of yours may have left it
+        url = create_database(admin, "bench_daemon")
         with psycopg.connect(url, autocommit=True) as conn:
             migrations.migrate(conn)
         wallets = register_idle_agents(url, options.wallets)
@@ -605,8 +606,7 @@ async def main(options: argparse.Namespace) -> None:
                         task.print_stack(limit=4, file=sys.stdout)
                 raise
         rankings_holder.close()
-        with psycopg.connect(admin, autocommit=True) as conn:  # nothing stays on a server of yours
-            conn.execute("DROP DATABASE IF EXISTS bench_daemon WITH (FORCE)")
+        drop_database(admin, "bench_daemon")
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:

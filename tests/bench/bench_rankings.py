@@ -38,8 +38,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchdb import postgres  # a sibling module: benchmarks run as scripts from this folder
-from psycopg import conninfo, sql
+from benchdb import (  # a sibling module: benchmarks run as scripts from this folder
+    create_database,
+    drop_database,
+    postgres,
+)
+from psycopg import sql
 
 from indexer.db import migrations
 
@@ -132,19 +136,6 @@ PROFILE = "SELECT * FROM v_agent_profiles WHERE agent_id = %s"
 PERIODS = ("daily", "weekly", "monthly", "all_time")
 
 
-def create_database(admin: str) -> str:
-    name = f"amoca_bench_rank_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    return conninfo.make_conninfo(admin, dbname=name)
-
-
-def drop_database(admin: str, url: str) -> None:
-    name = conninfo.conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(str(name))))
-
-
 def install_baseline(conn: psycopg.Connection) -> None:
     """The first version of the function, from its migration file, under another name."""
     text = (SQL_DIR / "0003_leaderboard.sql").read_text()
@@ -220,11 +211,12 @@ def main() -> None:
     args = parser.parse_args()
 
     with postgres() as admin:
-        url = create_database(admin)
+        name = f"amoca_bench_rank_{uuid.uuid4().hex[:8]}"
+        url = create_database(admin, name)
         try:
             run(url, args)
         finally:
-            drop_database(admin, url)
+            drop_database(admin, name)
 
 
 def run(url: str, args: argparse.Namespace) -> None:

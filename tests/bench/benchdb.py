@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import psycopg
+from psycopg import conninfo, sql
 
 from indexer.db import embedded
 
@@ -77,6 +78,25 @@ def postgres() -> Iterator[str]:
             yield server.url()
         finally:
             embedded.stop(data, mode="immediate")
+
+
+def create_database(admin: str, name: str, template: str | None = None) -> str:
+    """A database on the server of ``admin`` (a copy of ``template``); returns its URL.
+    A CHECKPOINT follows, so the copy's writes land now, not inside a measured run."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(query)
+        conn.execute("CHECKPOINT")
+    return conninfo.make_conninfo(admin, dbname=name)
+
+
+def drop_database(admin: str, name: str) -> None:
+    """Gone once measured: nothing stays on a server of yours (AMOCA_BENCH_DATABASE_URL),
+    and autovacuum on an earlier run's rows does not run inside the next."""
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def free_port_pair() -> int:
