@@ -16,6 +16,7 @@ import pytest
 from psycopg import errors
 
 from tests.support.paths import shared_dir
+from tests.support.scans import rows_scanned
 
 SEED_INDEXES = ["idx_agents_status", "idx_transactions_created_at", "idx_reviews_rating",
                 "idx_leaderboard_rank"]
@@ -310,27 +311,16 @@ def test_live_writes_read_no_other_transaction_rows(conn: psycopg.Connection) ->
     conn.commit()  # not analyzed yet, as a table filling fast often is: no statistics to go by
     pay, refund = signature(11), signature(12)
 
-    def seq_tup_read() -> int:
-        # This backend's counts not yet flushed to the statistics, earlier work included:
-        # only the difference across one statement is that statement's.
-        row = conn.execute("SELECT coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
-                           " WHERE relname = 'transactions'").fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def rows_scanned(statement: str, params: tuple[object, ...]) -> int:
-        with conn.transaction():
-            before = seq_tup_read()
-            conn.execute(statement, params)
-            return seq_tup_read() - before
+    def scanned(statement: str, params: tuple[object, ...]) -> dict[str, int]:
+        return rows_scanned(conn, ["transactions"], statement, params)
 
     insert = ("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
               " transaction_type, status, refund_of) VALUES (%s, %s, %s, 1, %s, 'pending', %s)")
-    assert rows_scanned(insert, (user, agent, pay, "payment", None)) == 0
-    assert rows_scanned(insert, (user, agent, refund, "refund", pay)) == 0
+    assert scanned(insert, (user, agent, pay, "payment", None)) == {"transactions": 0}
+    assert scanned(insert, (user, agent, refund, "refund", pay)) == {"transactions": 0}
     confirm = "UPDATE transactions SET status = 'confirmed' WHERE transaction_signature = %s"
-    assert rows_scanned(confirm, (pay,)) == 0
-    assert rows_scanned(confirm, (refund,)) == 0
+    assert scanned(confirm, (pay,)) == {"transactions": 0}
+    assert scanned(confirm, (refund,)) == {"transactions": 0}
     assert conn.execute("SELECT status FROM transactions WHERE transaction_signature = %s",
                         (pay,)).fetchone() == ("refunded",)
     assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)

@@ -13,6 +13,7 @@ import psycopg
 
 from indexer.decode.models import TransferRow
 from indexer.sink import _INSERT_ROWS, Batch, rows_document, write_batch
+from tests.support.scans import rows_scanned
 
 AGENT = "AgentWa11et1111111111111111111111111111111"
 OTHER_AGENT = "AgentWa11et2222222222222222222222222222222"  # not in the database
@@ -95,16 +96,7 @@ def test_a_small_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
     conn.execute("ANALYZE agents")
     conn.execute("ANALYZE users")
     conn.commit()
-    with conn.transaction():
-        def scanned() -> dict[str, int]:
-            # This backend's counts not yet flushed, earlier work included: compare differences.
-            return dict(conn.execute(  # type: ignore[arg-type]
-                "SELECT relname, coalesce(seq_tup_read, 0) FROM pg_stat_xact_user_tables"
-                " WHERE relname IN ('agents', 'users', 'tasks')").fetchall())
-
-        before = scanned()
-        conn.execute(_INSERT_ROWS, {"rows": rows_document([_row(1), _row(2, agent=OTHER_AGENT)]).decode()})
-        after = scanned()
-    assert {table: after[table] - before.get(table, 0) for table in after} == {
+    document = rows_document([_row(1), _row(2, agent=OTHER_AGENT)]).decode()
+    assert rows_scanned(conn, ["agents", "users", "tasks"], _INSERT_ROWS, {"rows": document}) == {
         "agents": 0, "users": 0, "tasks": 0}
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (1,)
