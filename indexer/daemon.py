@@ -88,7 +88,6 @@ class Daemon:
         self.ops_port: int | None = None
         self.handle_signals = handle_signals  # False when embedded (demo, benchmarks)
         self._pending_counted_at = float("-inf")
-        self._finality_behind = False  # the last pass was full and moved: catching up
 
     async def _connect(self) -> psycopg.AsyncConnection[Any]:
         try:
@@ -292,11 +291,12 @@ class Daemon:
                     await asyncio.sleep(1.0)
 
             async def finality_loop() -> None:
+                more = False
                 while True:
-                    more = False
                     try:
-                        more = await self._finality_pass(pool, rpc)
+                        more = await self._finality_pass(pool, rpc, catching_up=more)
                     except Exception as exc:
+                        more = False
                         log.warning("finality_pass_failed", error=str(exc))
                     # After a full batch that moved, the next comes soon: one batch of 1,000
                     # per interval would fall behind any rate above 500 tx/s. Soon, not at
@@ -394,23 +394,23 @@ class Daemon:
             raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
         return lookup
 
-    async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient,
-                             limit: int = 1000) -> bool:
+    async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient, *,
+                             catching_up: bool = False, limit: int = 1000) -> bool:
         """One batch of pending rows moved on; True when the batch was full and moved, so
-        more may be waiting (the next pass comes at once)."""
+        more may be waiting (the next pass comes at once). ``catching_up``: the previous
+        pass said so."""
         async with pool.connection() as conn:
             # The gauge counts every pending row (an index-only scan of them all): on every
             # pass when caught up, every few seconds while catching up (passes back to back).
             # Counted before any RPC call, so it stays true while the node is away.
             now = time.monotonic()
-            if not self._finality_behind or now - self._pending_counted_at >= PENDING_COUNT_INTERVAL:
+            if not catching_up or now - self._pending_counted_at >= PENDING_COUNT_INTERVAL:
                 self._pending_counted_at = now
                 pending = await finality.count_pending(conn)
                 self.metrics.pending_rows.set(pending)
                 waiting = pending > 0
             else:
                 waiting = await finality.any_pending(conn)
-        self._finality_behind = False
         if not waiting:  # no RPC call at all
             return False
         finalized_slot = await rpc.get_slot("finalized")
@@ -431,8 +431,7 @@ class Daemon:
             self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
         if failed:
             self.metrics.finality_transitions.labels("failed").inc(failed)
-        self._finality_behind = full and confirmed + failed > 0
-        return self._finality_behind
+        return full and confirmed + failed > 0
 
     async def _database_problem(self) -> str | None:
         try:
