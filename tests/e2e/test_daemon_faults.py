@@ -35,6 +35,12 @@ from tests.e2e.harness import (
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
 
 
+def _traffic(net: Localnet, url: str, *, seed: int, rate: float, count: int) -> asyncio.Task[WorkloadSummary]:
+    """The AMOCA workload (4 agents, 6 users) sending in the background while a fault hits."""
+    return asyncio.create_task(run_workload(WorkloadConfig(
+        rpc_url=net.http_url, rate=rate, count=count, agents=4, users=6, seed=seed, database_url=url)))
+
+
 def _at_least_rows(url: str, count: int) -> list[str]:
     have = row_count(url)
     return [] if have >= count else [f"{have} rows indexed, waiting for {count}"]
@@ -55,8 +61,7 @@ async def _http_errors_felt(net: Localnet, daemon: DaemonProcess, status: int, o
 async def test_rate_limits_then_server_errors_during_the_run_lose_nothing(db_url: str) -> None:
     async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url) as daemon:
         await daemon.wait_logged("ops_listening")
-        workload = asyncio.create_task(run_workload(WorkloadConfig(
-            rpc_url=net.http_url, rate=40, count=120, agents=4, users=6, seed=31, database_url=db_url)))
+        workload = _traffic(net, db_url, seed=31, rate=40, count=120)
         await eventually(lambda: _at_least_rows(db_url, 15), deadline=60, what="traffic indexed")
         # Half the HTTP requests answer 429 with Retry-After, then half answer 503 -- the
         # daemon's and the workload's alike -- while the traffic goes on.
@@ -74,8 +79,7 @@ async def test_every_websocket_dropped_repeatedly_loses_nothing(db_url: str) -> 
     async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url,
                                                         AMOCA_RECONCILE_INTERVAL="3600") as daemon:
         await daemon.wait_logged("ops_listening")
-        workload = asyncio.create_task(run_workload(WorkloadConfig(
-            rpc_url=net.http_url, rate=60, count=120, agents=4, users=6, seed=32, database_url=db_url)))
+        workload = _traffic(net, db_url, seed=32, rate=60, count=120)
         reconnects = "amoca_indexer_ws_reconnects_total"
         for drop in range(1, 4):
             await eventually(partial(_at_least_rows, db_url, 20 * drop), deadline=60,
@@ -156,8 +160,7 @@ async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -
             migrations.migrate(conn)
         async with Localnet(CLUSTER) as net, running_daemon(url, net.http_url, net.ws_url) as daemon:
             await daemon.wait_logged("shard_lock_acquired")
-            workload = asyncio.create_task(run_workload(WorkloadConfig(
-                rpc_url=net.http_url, rate=40, count=160, agents=4, users=6, seed=51, database_url=url)))
+            workload = _traffic(net, url, seed=51, rate=40, count=160)
             # Early in the traffic (registration is over once rows arrive), the server stops.
             await eventually(lambda: _at_least_rows(url, 10), deadline=60, what="traffic indexed")
             landed = len(net.ledger.by_signature)
@@ -220,8 +223,7 @@ async def test_database_connections_cut_are_ridden_out_in_place(db_url: str) -> 
     async with Localnet(CLUSTER) as net, running_daemon(db_url, net.http_url, net.ws_url,
                                                         AMOCA_RECONCILE_INTERVAL="3600") as daemon:
         await daemon.wait_logged("ops_listening")
-        workload = asyncio.create_task(run_workload(WorkloadConfig(
-            rpc_url=net.http_url, rate=60, count=120, agents=4, users=6, seed=61, database_url=db_url)))
+        workload = _traffic(net, db_url, seed=61, rate=60, count=120)
         for cut in range(1, 4):
             await eventually(partial(_at_least_rows, db_url, 20 * cut), deadline=60,
                              what=f"traffic indexed before cut {cut}")
