@@ -14,7 +14,8 @@ moves the daemon's cursors.
 An agent's SPL token accounts have histories of their own: a token transfer to an agent
 names its token account, never its wallet. ``backfill_agent`` therefore pages the wallet
 and each of its token accounts, side by side, with progress kept per address; a
-transaction two of them list is submitted once.
+transaction two of them list is submitted once. Agents backfilled together share that
+table too, so a transfer between two of them is fetched and written once.
 
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
@@ -291,11 +292,14 @@ async def backfill_agent(
     pipeline: UnitSink,
     pool: AsyncConnectionPool[Any] | None,
     on_page: Callable[[WalletProgress], None] = lambda _: None,
+    shared: InFlight | None = None,
 ) -> WalletProgress:
     """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
 
     A transaction in two of the histories (a token transfer the agent signed) is fetched
-    once: the second address's page waits for the first one's unit."""
+    once: the second address's page waits for the first one's unit. Pass the same
+    ``shared`` to agents run together (the pipeline decodes each transaction for every
+    watched agent at once) and that holds across agents too."""
     total = WalletProgress(wallet)
     parts: dict[str, WalletProgress] = {}
 
@@ -305,7 +309,8 @@ async def backfill_agent(
         total.submitted = sum(p.submitted for p in parts.values())
         on_page(total)
 
-    shared: InFlight = {}
+    if shared is None:
+        shared = {}
     try:
         async with asyncio.TaskGroup() as group:
             for address in (wallet, *sorted(set(token_accounts) - {wallet})):

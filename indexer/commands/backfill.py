@@ -16,7 +16,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 from solders.pubkey import Pubkey
 
-from indexer.backfill import Range, WalletProgress, backfill_agent, parse_bound
+from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, parse_bound
 from indexer.commands import database_option, settings
 from indexer.commands.run import ensure_schema
 from indexer.config import Settings, redact_url
@@ -171,6 +171,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                           disable=not show_progress, transient=False) as bar:
                 overall = bar.add_task("all wallets", total=len(wallets), scanned=0)
                 scanned: dict[str, int] = {}
+                shared: InFlight = {}
 
                 async def one(wallet: str) -> None:
                     async with gate:
@@ -185,7 +186,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                             done.append(await backfill_agent(
                                 wallet, sorted(token_accounts.get(wallet, ())), window,
                                 rpc=rpc, pipeline=pipeline,
-                                pool=None if dry_run else pool, on_page=on_page))
+                                pool=None if dry_run else pool, on_page=on_page, shared=shared))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
                         finally:

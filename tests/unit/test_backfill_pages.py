@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from indexer.backfill import Range, WalletProgress, backfill_agent, backfill_wallet
+from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, backfill_wallet
 from indexer.errors import RpcUnavailable
 from indexer.pipeline import WorkUnit
 
@@ -150,3 +150,22 @@ async def test_an_agents_addresses_run_at_once_and_share_transactions() -> None:
     units.commit_page(0)
     total = await asyncio.wait_for(run, 5)
     assert (total.scanned, total.submitted, total.done) == (5, 5, True)
+
+
+async def test_agents_backfilled_together_fetch_a_transaction_between_them_once() -> None:
+    """A payment from one agent to another is in both agents' histories: agents run side
+    by side with one table of units in flight, so it is fetched (and written) once."""
+    histories = Histories({"A": [["a-1", "ab"]], "B": [["ab", "b-1"]]})
+    units, shared = Units(), InFlight()
+    runs = [asyncio.create_task(backfill_agent(agent, [], Range(), rpc=histories, pipeline=units,
+                                               pool=None, shared=shared)) for agent in ("A", "B")]
+    await units.until_submitted(2)
+    assert sorted(u.signatures for u, _ in units.units.values()) == [("a-1", "ab"), ("b-1",)]
+    units.units["b-1"][1].set_result(None)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not runs[1].done()  # B's page waits for "ab", in A's unit
+    units.units["a-1"][1].set_result(None)  # A's unit: a-1 and ab
+    totals = await asyncio.wait_for(asyncio.gather(*runs), 5)
+    assert [(t.scanned, t.submitted) for t in totals] == [(2, 2), (2, 2)]
+    assert shared == {}  # committed units leave the table
