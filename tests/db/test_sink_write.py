@@ -1,6 +1,7 @@
 """The sink's row insert against a real PostgreSQL: every column of a row arrives as the
 decoder made it (exact amounts, block time as UTC, task only when known, metadata), and
-writing the same batch again changes nothing."""
+writing the same batch again changes nothing -- whether the batch goes as one JSON
+document (small batches) or is staged with COPY (large ones)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from datetime import datetime
 from decimal import Decimal
 
 import psycopg
+import pytest
 
+from indexer import sink
 from indexer.decode.models import TransferRow
-from indexer.sink import _INSERT_ROWS, Batch, rows_document, write_batch
+from indexer.sink import _INSERT_ROWS, _INSERT_STAGED, Batch, rows_document, staged_values, write_batch
+from tests.db.test_schema import signature
 from tests.support.scans import rows_scanned
 
 AGENT = "AgentWa11et1111111111111111111111111111111"
@@ -23,12 +27,12 @@ TASK = uuid.UUID("00000000-0000-4000-8000-000000000001")
 UNKNOWN_TASK = uuid.UUID("00000000-0000-4000-8000-000000000002")
 
 
-def _row(n: int, *, agent: str = AGENT, counterparty: str = PAYER, amount: str = "1.234567891",
-         task: uuid.UUID | None = TASK, block_time: int | None = 1_767_225_600,
+def _row(n: int, *, signature: str | None = None, agent: str = AGENT, counterparty: str = PAYER,
+         amount: str = "1.234567891", task: uuid.UUID | None = TASK, block_time: int | None = 1_767_225_600,
          memo: str | None = 'amoca:1:payment:{"t":"x"}') -> TransferRow:
     raw = int(Decimal(amount) * 10**9)
     return TransferRow(
-        signature=str(n) * 88, agent_wallet=agent, counterparty_wallet=counterparty,
+        signature=signature or str(n) * 88, agent_wallet=agent, counterparty_wallet=counterparty,
         transaction_type="payment", direction="in", amount_raw=raw, amount=Decimal(amount),
         mint=None, decimals=9, status="pending", task_id=task, refund_of=None, period=None,
         memo=memo, memo_rejection=None, legs=(), slot=100 + n, block_time=block_time,
@@ -48,8 +52,15 @@ def _register(conn: psycopg.Connection) -> None:
                  (TASK, PAYER, AGENT))
 
 
+@pytest.fixture(params=["document", "staged"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each test of a write runs both ways: every batch staged, or none."""
+    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 1 if request.param == "staged" else 10**9)
+    return str(request.param)
+
+
 async def test_rows_arrive_column_for_column_and_twice_is_once(conn: psycopg.Connection,
-                                                               db_url: str) -> None:
+                                                               db_url: str, path: str) -> None:
     _register(conn)
     rows = (
         _row(1),
@@ -100,3 +111,43 @@ def test_a_small_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
     assert rows_scanned(conn, ["agents", "users", "tasks"], _INSERT_ROWS, {"rows": document}) == {
         "agents": 0, "users": 0, "tasks": 0}
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (1,)
+
+
+def test_a_staged_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
+    """The staged insert finds agent, user and task by their keys too (the staging table
+    has no statistics: the plan must not depend on them)."""
+    _register(conn)
+    conn.execute("""
+        INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)
+        SELECT 'bulk-' || g, 'A', 'T', 'D', 'https://example.invalid/a.png',
+               'Bu1kAgent' || translate(g::text, '0', 'z') || repeat('x', 30)
+        FROM generate_series(1, 2000) g""")
+    conn.execute("ANALYZE agents")
+    with conn.transaction():
+        conn.execute(sink._CREATE_STAGE)
+        with conn.cursor().copy(sink._COPY_TO_STAGE) as copy:
+            for n in range(1, 201):
+                copy.write_row(staged_values(_row(n, signature=signature(n))))
+        scanned = rows_scanned(conn, ["agents", "users", "tasks"], _INSERT_STAGED)
+        assert scanned == {"agents": 0, "users": 0, "tasks": 0}
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (200,)
+    assert conn.execute("SELECT count(*) FROM pg_temp.amoca_staged_rows").fetchone() == (0,)
+
+
+async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """A hardened database may deny TEMPORARY to the indexer's role: the batch is written
+    all the same, without a staging table."""
+    _register(conn)
+    database = conn.execute("SELECT current_database()").fetchone()
+    assert database is not None
+    conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database[0]}" FROM PUBLIC')
+    rows = tuple(_row(n, signature=signature(n)) for n in range(1, sink.STAGE_FROM_ROWS + 1))
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        await aconn.execute("SET ROLE amoca_indexer")
+        await aconn.commit()
+        result = await write_batch(aconn, Batch(rows=rows))
+        staging = await (await aconn.execute("SELECT to_regclass('pg_temp.amoca_staged_rows')")).fetchone()
+    assert result.inserted == Counter({("payment", "pending"): len(rows)})
+    assert staging == (None,)
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (len(rows),)
