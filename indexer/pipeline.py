@@ -49,6 +49,13 @@ class TransactionSource(Protocol):
 Writer = Callable[[Batch], Awaitable[WriteResult]]
 TaskLookup = Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]
 
+# Decoding a fetched batch yields to the event loop after every this many transactions.
+# A batch of 100 takes ~4 ms of CPU; held that long, every round trip of the writer (the
+# stage that limits a catch-up) waits behind it. Measured on a 10,000-transaction
+# backfill, interleaved runs: 15-25% more transactions per second with 5 than with no
+# yield (3 and 10 did less well).
+DECODE_SLICE = 5
+
 
 @dataclass(frozen=True, slots=True)
 class WorkUnit:
@@ -208,7 +215,9 @@ class Pipeline:
         missed: list[UUID] = []
         recheck: list[str] = []
         task_owner = self._cached_owner(missed) if self.task_lookup is not None else None
-        for signature, raw in by_signature.items():
+        for count, (signature, raw) in enumerate(by_signature.items(), 1):
+            if count % DECODE_SLICE == 0:
+                await asyncio.sleep(0)  # see DECODE_SLICE
             if isinstance(raw, Exception):
                 failures[signature] = raw
             elif raw is None:
