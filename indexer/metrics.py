@@ -76,7 +76,7 @@ class Metrics:
             "ingest_latency_seconds", "Notification received to row committed.", ("source",),
             buckets=_INGEST_BUCKETS)
         self.block_to_commit = histogram(
-            "block_to_commit_seconds", "Block time to row committed.",
+            "block_to_commit_seconds", "Block time to row committed (live and gap-fill rows; not backfill).",
             buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600))
         self.chain_slot = gauge("chain_slot", "Newest slot the RPC node reports, by commitment.",
                                 ("commitment",))

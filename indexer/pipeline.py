@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -262,6 +262,9 @@ class Pipeline:
                         stage="fetch", reason="transaction_not_found", signature=signature,
                         error=f"getTransaction returned null {pending.attempts + 1} times"))
                 item.processed.append(signature)
+            kinds = Counter((row.transaction_type, row.status) for row in item.rows)
+            for (type_, status), count in kinds.items():  # a counter's inc() takes a lock
+                self.metrics.child(self.metrics.decoded, type_, status).inc(count)
             self._write_q.put_nowait(item)
         for pending in retry:
             # A node behind its peers (load-balanced providers) may not have it yet.
@@ -270,7 +273,6 @@ class Pipeline:
 
     def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
         for row in decoded.rows:
-            self.metrics.child(self.metrics.decoded, row.transaction_type, row.status).inc()
             if row.mint is not None and self.on_token_account is not None:
                 # A token account of a watched agent: transfers to it do not mention the
                 # agent's wallet, so it must be watched itself.
@@ -349,9 +351,11 @@ class Pipeline:
         for letter in batch.dead_letters:
             self.metrics.dead_letters.labels(letter.stage, letter.reason).inc()
         wall = self.wall_clock()
-        for row in batch.rows:
-            if row.block_time is not None:
-                self.metrics.block_to_commit.observe(max(0.0, wall - row.block_time))
+        for item in items:
+            if item.pending.unit.source != "backfill":  # history's age is not our lag
+                for row in item.rows:
+                    if row.block_time is not None:
+                        self.metrics.block_to_commit.observe(max(0.0, wall - row.block_time))
         for item in items:
             unit = item.pending.unit
             self.committed.add_all(item.processed)

@@ -161,10 +161,9 @@ def parse_signature_infos(result: Any) -> list[SignatureInfo]:
     infos = []
     for entry in result:
         try:
-            infos.append(SignatureInfo(
-                signature=str(entry["signature"]), slot=int(entry["slot"]), err=entry.get("err"),
-                memo=entry.get("memo"), block_time=entry.get("blockTime"),
-                confirmation_status=entry.get("confirmationStatus")))
+            infos.append(SignatureInfo(  # positional: a page is 1,000 of them
+                str(entry["signature"]), int(entry["slot"]), entry.get("err"), entry.get("memo"),
+                entry.get("blockTime"), entry.get("confirmationStatus")))
         except (KeyError, TypeError, ValueError):
             raise RpcUnavailable("getSignaturesForAddress: malformed entry") from None
     return infos
