@@ -339,14 +339,19 @@ class _Planner:
                                (Leg("usdc", "mint", wallet, grant),)))
         self.usdc[wallet] += grant
 
-    def _spend(self, payer: str, legs: Sequence[Leg], *, fails: bool = False) -> None:
+    def _spend(self, payer: str, legs: Sequence[Leg], *, fails: bool = False, late: bool = False) -> None:
+        """Plan the balances after ``legs``. ``late``: the step is sent only once another
+        has landed (a refund waits for its payment), long after the steps planned next;
+        its credit is not counted as spendable, or a wallet could spend it before it lands
+        (seen at 30,000 steps: a user's transfer failed for lack of a pending refund)."""
         self.lamports[payer] -= FEE_LAMPORTS
         if fails:
             return
         for leg in legs:
             balances = self.lamports if leg.asset == "sol" else self.usdc
             balances[leg.source] -= leg.amount_raw
-            balances[leg.destination] += leg.amount_raw
+            if not late:
+                balances[leg.destination] += leg.amount_raw
 
     def _task(self, agent: str) -> uuid.UUID:
         return self.rng.choice(self.by_agent[agent]).id if self.by_agent[agent] else self._orphan_task(agent)
@@ -362,7 +367,7 @@ class _Planner:
              memo: str | None = None, version: Literal["legacy", "v0"] | None = None,
              via_lookup_table: bool = False, fails: bool = False, refund_of_step: int | None = None) -> int:
         index = self._index()
-        self._spend(signer, legs, fails=fails)
+        self._spend(signer, legs, fails=fails, late=refund_of_step is not None)
         self.steps.append(Step(index, kind, signer, tuple(legs), memo,
                                version or ("v0" if via_lookup_table else self._version()),
                                via_lookup_table, fails, refund_of_step, tuple(rows)))
