@@ -30,6 +30,7 @@ Decisions the design leaves open, written down here:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from uuid import UUID
@@ -106,6 +107,12 @@ def parse_memo(data: bytes | bytearray | memoryview | str) -> Memo | MemoRejecti
     return _parse_text(text)
 
 
+# Memos repeat: every payment of a task carries the same text, and funding and
+# subscription memos have a handful of forms. The parse is pure and its results are
+# frozen, so a repeated text costs one dict lookup instead of a parse (a UUID, a base58
+# signature): 7-9 us of a 26 us decode on the workload's transfers. Bounded: 4,096 texts
+# of at most MAX_MEMO_BYTES each.
+@functools.lru_cache(maxsize=4096)
 def _parse_text(text: str) -> Memo | MemoRejection:
     if not text.startswith(PREFIX):
         if text[: len(PREFIX)].lower() == PREFIX:

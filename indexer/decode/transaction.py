@@ -23,7 +23,6 @@ rows, with its skipped and unattributed legs listed.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeGuard
@@ -369,7 +368,9 @@ def _wire_message(transaction: list[Any], meta: Mapping[str, Any]) -> _Message:
         encoding = transaction[1] if len(transaction) == 2 else "?"
         raise DecodeError("unsupported_encoding", f"transaction encoding {str(encoding)[:20]!r}")
     try:
-        wire = base64.b64decode(transaction[0], validate=True)
+        # strict_mode: validated in C (b64decode's validate=True runs a regular expression
+        # over the whole text first, half the cost of the decode).
+        wire = binascii.a2b_base64(transaction[0], strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise DecodeError("bad_base64", str(exc)[:200]) from exc
     try:

@@ -371,6 +371,8 @@ def _mutated(name: str, mutate: Any) -> bytes:
         (V0_ALT, lambda r: r.update(version=1), "unsupported_version"),
         (V0_ALT, lambda r: r.update(transaction=[r["transaction"][0], "base58"]), "unsupported_encoding"),
         (V0_ALT, lambda r: r.update(transaction=["@@@", "base64"]), "bad_base64"),
+        (V0_ALT, lambda r: r.update(transaction=[r["transaction"][0] + "==", "base64"]), "bad_base64"),
+        (V0_ALT, lambda r: r.update(transaction=["AAAA\u00e9", "base64"]), "bad_base64"),  # not ASCII
         (V0_ALT, lambda r: r.update(transaction=["AAAA", "base64"]), "bad_wire_transaction"),
         (V0_ALT, lambda r: r["meta"].pop("loadedAddresses"), "missing_field"),
         (AUDIUS, lambda r: r["meta"]["loadedAddresses"]["readonly"].clear(), "bad_account_index"),
