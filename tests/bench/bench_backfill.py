@@ -48,6 +48,7 @@ from indexer.commands.backfill import _run as run_backfill_command
 from indexer.config import load_settings
 from indexer.db import migrations
 from indexer.decode import decode_transaction
+from indexer.decode.memo import _parse_text
 from indexer.localnet.workload import WorkloadConfig, run_workload
 from indexer.rpc import RpcClient
 
@@ -140,6 +141,7 @@ class CpuMeter:
         # the cyclic collector leaves what exists now alone.
         gc.collect()
         gc.freeze()
+        _parse_text.cache_clear()  # each run starts as a fresh command: no memo parsed yet
         before = self.read()
         seconds, transactions = await work
         await asyncio.sleep(0.2)  # closed backends are reaped into the postmaster's total
