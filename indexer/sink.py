@@ -148,10 +148,20 @@ _INSERT_ROWS = _INSERT_FROM.format(rows=f"jsonb_to_recordset(%(rows)s::jsonb) AS
 # the same pipelined round trip as the rest; staging would add three round trips.
 STAGE_FROM_ROWS = 50
 
-_MAY_STAGE = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
-_CREATE_STAGE = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS amoca_staged_rows ({_ROW_COLUMNS}) ON COMMIT DELETE ROWS
+# The staging table is created by a session's first large batch, when its role may
+# create temporary tables (a hardened database may deny TEMPORARY): in a DO block, so
+# that neither case raises or sends a notice. It lives as long as the session, empty
+# between transactions.
+_PREPARE_STAGE = f"""
+DO $$
+BEGIN
+    IF to_regclass('pg_temp.amoca_staged_rows') IS NULL
+       AND has_database_privilege(current_database(), 'TEMPORARY') THEN
+        CREATE TEMPORARY TABLE amoca_staged_rows ({_ROW_COLUMNS}) ON COMMIT DELETE ROWS;
+    END IF;
+END $$
 """
+_STAGE_READY = "SELECT to_regclass('pg_temp.amoca_staged_rows') IS NOT NULL"
 _COPY_TO_STAGE = "COPY pg_temp.amoca_staged_rows FROM STDIN"
 _INSERT_STAGED = _INSERT_FROM.format(rows="pg_temp.amoca_staged_rows AS v")
 
@@ -205,42 +215,54 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Write
     COMMIT -- two round trips to the server whatever the batch holds, not one per
     statement. Live transfers come in batches of one or a few, and on a busy machine every
     round trip waits for the server process and then for us to be scheduled again. A
-    large one (``STAGE_FROM_ROWS``) is staged with COPY, which pipeline mode cannot carry;
-    a role without the TEMPORARY privilege on the database sends it as a document, in
-    the same transaction (the check runs inside it: on a connection that is not in
-    autocommit mode, a query before it would open a transaction nobody commits)."""
+    large one (``STAGE_FROM_ROWS``) is staged with COPY, which pipeline mode cannot carry:
+    BEGIN; the users upsert and the staging table's preparation, pipelined; COPY; the
+    insert, dead letters and cursors, pipelined; COMMIT."""
     try:
         if len(batch.rows) >= STAGE_FROM_ROWS:
             async with conn.transaction():
-                return await _write(conn, batch, staged=await _may_stage(conn))
+                return await _write_staged(conn, batch)
         async with conn.pipeline(), conn.transaction():
-            return await _write(conn, batch, staged=False)
+            return await _write(conn, batch, _INSERT_ROWS, {"rows": rows_document(batch.rows).decode()})
     except psycopg.Error as exc:
         raise translate(exc) from exc
 
 
-async def _may_stage(conn: psycopg.AsyncConnection[Any]) -> bool:
-    row = await (await conn.execute(_MAY_STAGE)).fetchone()
-    return bool(row and row[0])
+async def _write_staged(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as ready:
+        await _upsert_users(cur, batch.rows)
+        await cur.execute(_PREPARE_STAGE)
+        await ready.execute(_STAGE_READY)
+        staged = await ready.fetchone()
+    if staged and staged[0]:
+        async with conn.cursor() as cur, cur.copy(_COPY_TO_STAGE) as copy:
+            for row in batch.rows:
+                await copy.write_row(staged_values(row))
+        async with conn.pipeline():
+            return await _write(conn, batch, _INSERT_STAGED, None, users=False)
+    # No TEMPORARY privilege: the document, in this transaction.
+    async with conn.pipeline():
+        return await _write(conn, batch, _INSERT_ROWS, {"rows": rows_document(batch.rows).decode()},
+                            users=False)
 
 
-async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch, *, staged: bool) -> WriteResult:
+async def _upsert_users(cur: psycopg.AsyncCursor[Any], rows: Sequence[RowLike]) -> None:
+    wallets = sorted({r.counterparty_wallet for r in rows if r.counterparty_wallet})
+    if wallets:
+        await cur.execute(_UPSERT_USERS, {"wallets": wallets})
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch, insert: str,
+                 params: dict[str, Any] | None, *, users: bool = True) -> WriteResult:
+    """The batch's statements, the rows' ``insert`` among them (``users``: upsert the
+    counterparties first); in pipeline mode they go out together."""
     inserted: Counter[tuple[str, str]] = Counter()
     matched = 0
     async with conn.cursor() as cur, conn.cursor() as counts:
         if batch.rows:
-            wallets = sorted({r.counterparty_wallet for r in batch.rows if r.counterparty_wallet})
-            if wallets:
-                await cur.execute(_UPSERT_USERS, {"wallets": wallets})
-            if staged:
-                # Created once per session; emptied by every commit (and by a rollback).
-                await cur.execute(_CREATE_STAGE)
-                async with cur.copy(_COPY_TO_STAGE) as copy:
-                    for row in batch.rows:
-                        await copy.write_row(staged_values(row))
-                await counts.execute(_INSERT_STAGED)
-            else:
-                await counts.execute(_INSERT_ROWS, {"rows": rows_document(batch.rows).decode()})
+            if users:
+                await _upsert_users(cur, batch.rows)
+            await counts.execute(insert, params)
         if batch.dead_letters:
             letters = batch.dead_letters
             await cur.execute(_INSERT_DEAD_LETTERS, {
@@ -254,7 +276,7 @@ async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch, *, staged: bo
                 "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
                 "slot": [c.slot for c in cursors],
             })
-        if batch.rows:  # read last: in pipeline mode, fetching flushes the pipeline
+        if batch.rows:  # read last: fetching flushes the pipeline
             for type_, status, count in await counts.fetchall():
                 if type_ == "":
                     matched = int(count)

@@ -122,7 +122,7 @@ def test_a_staged_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
     has no statistics: the plan must not depend on them)."""
     _register_among_many(conn)
     with conn.transaction():
-        conn.execute(sink._CREATE_STAGE)
+        conn.execute(sink._PREPARE_STAGE)
         with conn.cursor().copy(sink._COPY_TO_STAGE) as copy:
             for row in (_row(1), _row(2, agent=OTHER_AGENT)):
                 copy.write_row(staged_values(row))
