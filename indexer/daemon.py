@@ -350,6 +350,10 @@ class Daemon:
                                   error=repr(task.exception()))
                 watch.cancel()
                 stop.cancel()
+                # Awaited: a lock probe cut short cancels its query, which must happen
+                # before the lock's connection is closed (psycopg logged "query
+                # cancellation failed: connection socket closed" at some shutdowns).
+                await asyncio.gather(watch, stop, return_exceptions=True)
             finally:
                 # Shutdown order: stop intake, drain the pipeline within the deadline,
                 # then cancel the rest and close the pools. Without the shard lock nothing

@@ -254,14 +254,15 @@ async def sample_every(interval: float, daemon: Daemon, recorder: Recorder,
 
 
 async def sample_lock_waits(url: str, out: list[tuple[float, bool]]) -> None:
-    """Every 20 ms: is the daemon's writer (its users upsert or row insert) waiting for a
-    lock another transaction holds -- a finality update or the leaderboard refresh?"""
+    """Every 20 ms: is the daemon's writer (its users upsert or row insert, as a document or
+    staged) waiting for a lock another transaction holds -- a finality update or the
+    leaderboard refresh?"""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
             cur = await conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock'"
-                " AND (query LIKE '%%jsonb_to_recordset%%' OR query LIKE '%%INSERT INTO users%%')")
+                " AND (query LIKE '%%INSERT INTO transactions%%' OR query LIKE '%%INSERT INTO users%%')")
             row = await cur.fetchone()
             out.append((time.monotonic(), bool(row and row[0])))
             await asyncio.sleep(0.02)
@@ -596,6 +597,9 @@ async def main(options: argparse.Namespace) -> None:
                                       lock_waits, wallets, options.steps, options.step_seconds)
             sampler.cancel()
             lock_sampler.cancel()
+            # Ended before their connection goes (a query cut short by the cancellation
+            # is cancelled on the server too, which needs the socket).
+            await asyncio.gather(sampler, lock_sampler, return_exceptions=True)
             daemon.stopping.set()
             try:
                 await asyncio.wait_for(asyncio.shield(runner), 30)
