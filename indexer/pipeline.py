@@ -215,8 +215,8 @@ class Pipeline:
         missed: list[UUID] = []
         recheck: list[str] = []
         task_owner = self._cached_owner(missed) if self.task_lookup is not None else None
-        for count, (signature, raw) in enumerate(by_signature.items(), 1):
-            if count % DECODE_SLICE == 0:
+        for position, (signature, raw) in enumerate(by_signature.items(), 1):
+            if position % DECODE_SLICE == 0:
                 await asyncio.sleep(0)  # see DECODE_SLICE
             if isinstance(raw, Exception):
                 failures[signature] = raw
@@ -237,6 +237,7 @@ class Pipeline:
         if recheck:
             await self._check_tasks(decoded_by_sig, recheck, missed, by_signature, watched)
         retry: list[_Pending] = []
+        kinds: Counter[tuple[str, str]] = Counter()  # decoded rows by (type, status)
         for pending in units:
             sigs = pending.unit.signatures
             failed = [s for s in sigs if s in failures]
@@ -262,10 +263,10 @@ class Pipeline:
                         stage="fetch", reason="transaction_not_found", signature=signature,
                         error=f"getTransaction returned null {pending.attempts + 1} times"))
                 item.processed.append(signature)
-            kinds = Counter((row.transaction_type, row.status) for row in item.rows)
-            for (type_, status), count in kinds.items():  # a counter's inc() takes a lock
-                self.metrics.child(self.metrics.decoded, type_, status).inc(count)
+            kinds.update((row.transaction_type, row.status) for row in item.rows)
             self._write_q.put_nowait(item)
+        for (type_, status), count in kinds.items():  # once per kind: inc() takes a lock
+            self.metrics.child(self.metrics.decoded, type_, status).inc(count)
         for pending in retry:
             # A node behind its peers (load-balanced providers) may not have it yet.
             delay = self.retry_delay * pending.attempts
@@ -352,12 +353,11 @@ class Pipeline:
             self.metrics.dead_letters.labels(letter.stage, letter.reason).inc()
         wall = self.wall_clock()
         for item in items:
-            if item.pending.unit.source != "backfill":  # history's age is not our lag
+            unit = item.pending.unit
+            if unit.source != "backfill":  # history's age is not our lag
                 for row in item.rows:
                     if row.block_time is not None:
                         self.metrics.block_to_commit.observe(max(0.0, wall - row.block_time))
-        for item in items:
-            unit = item.pending.unit
             self.committed.add_all(item.processed)
             if unit.received_at is not None:
                 self.metrics.ingest_latency.labels(unit.source).observe(now - unit.received_at)
