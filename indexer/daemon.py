@@ -47,7 +47,7 @@ from indexer.rankings import run_scheduler
 from indexer.registry import Shard, WalletRegistry
 from indexer.retention import run_retention
 from indexer.rpc import PubSubConnection, RpcClient
-from indexer.sink import PostgresWriter
+from indexer.sink import PostgresWriter, writer_pool
 from indexer.subscriptions import SubscriptionManager
 
 log = structlog.get_logger(__name__)
@@ -155,6 +155,8 @@ class Daemon:
             self.database_url, min_size=1, max_size=max(4, settings.gapfill_concurrency),
             open=False, kwargs={"autocommit": True}, name="amoca-indexer")
         await pool.open(wait=False)
+        writes = writer_pool(self.database_url)
+        await writes.open(wait=False)
         rate = settings.rpc_requests_per_second or None
         async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,
                              requests_per_second=rate, metrics=self.metrics,
@@ -171,7 +173,7 @@ class Daemon:
                     known.add(account)
                     subs.add([account])
 
-            pipeline = Pipeline(source=rpc, writer=PostgresWriter(pool), watched=watched,
+            pipeline = Pipeline(source=rpc, writer=PostgresWriter(writes), watched=watched,
                                 metrics=self.metrics, task_lookup=self._task_lookup(pool),
                                 on_token_account=on_token_account,
                                 fetch_workers=settings.fetch_workers)
@@ -375,6 +377,7 @@ class Daemon:
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
+                await writes.close()
                 await pool.close()
 
     def _task_lookup(self, pool: AsyncConnectionPool[Any]

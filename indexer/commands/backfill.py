@@ -25,7 +25,7 @@ from indexer.db.connection import database_url as resolve_database_url
 from indexer.errors import ConfigError, IndexerError
 from indexer.metrics import Metrics
 from indexer.registry import Shard
-from indexer.sink import Batch, PostgresWriter, WriteResult
+from indexer.sink import Batch, PostgresWriter, WriteResult, writer_pool
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
@@ -142,12 +142,15 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, min_size=1, max_size=concurrency + 2,
                                                          open=False, kwargs={"autocommit": True})
     await pool.open(wait=True, timeout=30)
+    writes = None if dry_run else writer_pool(url)
     started = time.monotonic()
     failures: dict[str, str] = {}
     done: list[WalletProgress] = []
     token_accounts: dict[str, set[str]] = {}
     rate = config.rpc_requests_per_second or None
     try:
+        if writes is not None:
+            await writes.open()  # connects in the background, while the RPC is probed
         async with RpcClient(config.rpc_urls, max_concurrency=max(4, concurrency * 2),
                              requests_per_second=rate, metrics=metrics,
                              batch_size=batch_size) as rpc:
@@ -160,7 +163,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                 raise IndexerError(f"cannot reach the RPC endpoint(s) "
                                    f"{', '.join(redact_url(u) for u in config.rpc_urls)}: {exc}") from None
             token_accounts = await _token_accounts(rpc, wallets)
-            pipeline = Pipeline(source=rpc, writer=_DryWriter() if dry_run else PostgresWriter(pool),
+            pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=_task_lookup(pool),
                                 fetch_workers=max(2, concurrency), fetch_batch=batch_size)
@@ -198,6 +201,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
     finally:
+        if writes is not None:
+            await writes.close()
         await pool.close()
     elapsed = time.monotonic() - started
     written = _counter_values(registry, "amoca_indexer_transactions_written_total")

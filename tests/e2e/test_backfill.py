@@ -28,6 +28,7 @@ from psycopg import conninfo, sql
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
 from indexer.rpc import RpcClient
+from indexer.sink import WRITER_APPLICATION_NAME
 from tests.e2e.harness import (
     database_rows,
     differences,
@@ -222,6 +223,11 @@ async def test_beside_the_daemon_the_database_equals_the_truth(history: History,
         await eventually(lambda: differences(expected, database_rows(history_db)), deadline=60,
                          what="database equal to the ground truth")
         assert stats_consistent(history_db)
+        # The daemon writes through one connection of its own, which operators find by
+        # name; the backfill's (closed by now) was its own as well.
+        writers = _scalar(history_db, f"""SELECT count(*) FROM pg_stat_activity
+            WHERE datname = current_database() AND application_name = '{WRITER_APPLICATION_NAME}'""")
+        assert writers == 1
         assert await daemon.stop() == 0, daemon.tail()
 
 
