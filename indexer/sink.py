@@ -193,12 +193,13 @@ def _newest_per_wallet(cursors: Iterable[CursorAdvance]) -> list[CursorAdvance]:
 def rows_document(rows: Sequence[RowLike]) -> bytes:
     """The rows as one JSON array for ``jsonb_to_recordset`` (pure: testable without a
     database). One document instead of thirteen text arrays: orjson writes it in C,
-    where psycopg would quote every array element in Python."""
+    where psycopg would quote every array element in Python. Keys in jsonb's order
+    (``indexer.decode.models.jsonb_key_order``): the server parses it as jsonb."""
     return orjson.dumps([
-        {"signature": r.signature, "agent": r.agent_wallet, "counterparty": r.counterparty_wallet,
-         "type": r.transaction_type, "amount": str(r.amount), "mint": r.mint,
-         "decimals": r.decimals, "status": r.status, "task": r.task_id, "refund_of": r.refund_of,
-         "slot": r.slot, "block_time": r.block_time, "metadata": r.metadata_dict()}
+        {"mint": r.mint, "slot": r.slot, "task": r.task_id, "type": r.transaction_type,
+         "agent": r.agent_wallet, "amount": str(r.amount), "status": r.status,
+         "decimals": r.decimals, "metadata": r.metadata_dict(), "refund_of": r.refund_of,
+         "signature": r.signature, "block_time": r.block_time, "counterparty": r.counterparty_wallet}
         for r in rows])
 
 

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 import psycopg
 import pytest
 
 from indexer import sink
-from indexer.decode.models import TransferRow
+from indexer.decode.models import Leg, TransferRow, jsonb_key_order
 from indexer.sink import _INSERT_ROWS, _INSERT_STAGED, Batch, rows_document, staged_values, write_batch
 from tests.db.test_schema import signature as a_signature
 from tests.support.scans import rows_scanned
@@ -104,6 +106,21 @@ def _register_among_many(conn: psycopg.Connection) -> None:
                  " FROM generate_series(1, 2000) g")
     conn.execute("ANALYZE agents")
     conn.execute("ANALYZE users")
+
+
+def test_jsonb_documents_come_with_their_keys_in_the_order_postgresql_stores_them(
+        conn: psycopg.Connection) -> None:
+    """Converting text to jsonb sorts each object's keys; PostgreSQL's sort returns at
+    once on keys already in order, so what the sink sends as jsonb is built that way."""
+    leg = Leg("system", "transfer", PAYER, AGENT, PAYER, AGENT, 5, None, 9, False, 0, None)
+    row = replace(_row(1), legs=(leg,))
+    documents = {"metadata": row.metadata_dict(), "leg": row.metadata_dict()["legs"][0],
+                 "row document": orjson.loads(rows_document([row]))[0]}
+    for name, document in documents.items():
+        stored = conn.execute("SELECT array(SELECT jsonb_object_keys(%s::jsonb))",
+                              (orjson.dumps(document).decode(),)).fetchone()
+        assert stored == (list(document),), name
+        assert list(document) == sorted(document, key=jsonb_key_order), name
 
 
 def test_a_small_write_reads_no_whole_table(conn: psycopg.Connection) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from indexer.decode import DecodedTransaction, Leg, decode_transaction_bytes
+from indexer.decode.models import jsonb_key_order
 from indexer.errors import DecodeError
 
 
@@ -76,6 +77,25 @@ def test_every_fixture_decodes_and_matches_ground_truth_header(name: str) -> Non
     assert decoded.encoding == expected_encoding
     memo_logs = [line.strip('"') for line in truth["memo_logs"]]
     assert ([decoded.memo] if decoded.memo is not None else []) == memo_logs
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    """Every JSON object in ``value``, nested ones too."""
+    if isinstance(value, dict):
+        return [value, *(o for v in value.values() for o in _objects(v))]
+    if isinstance(value, list):
+        return [o for v in value for o in _objects(v)]
+    return []
+
+
+@pytest.mark.parametrize("name", RESPONSE_FILES)
+def test_metadata_keys_come_in_jsonb_storage_order(name: str) -> None:
+    """The server's sort of each object's keys then finds them sorted (a DB test checks
+    that ``jsonb_key_order`` is PostgreSQL's own order)."""
+    decoded = decode_transaction_bytes((TRANSACTIONS / name).read_bytes(), _Everyone())
+    for row in decoded.rows:
+        for obj in _objects(row.metadata_dict()):
+            assert list(obj) == sorted(obj, key=jsonb_key_order)
 
 
 @pytest.mark.parametrize("name", [n for n in RESPONSE_FILES if "spl-to-spl" not in n])
