@@ -15,9 +15,10 @@ effects from every balance -- what a fork switch looks like from outside.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,9 @@ class TxRecord:
     # changes once landed (a fork drops it whole), so its answer is rendered once, as a
     # node reads a stored transaction instead of re-executing it.
     rendered: dict[tuple[str, bool], Any] = field(default_factory=dict)
+    # getSignaturesForAddress entries already rendered, by confirmation status (the one
+    # field of an entry that changes while the record stays).
+    listed: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -281,22 +285,29 @@ class Ledger:
 
     def signatures_for(self, address: str, *, commitment: str, before: str | None,
                        until: str | None, limit: int) -> list[TxRecord]:
-        """Newest first; ``before`` and ``until`` exclusive."""
+        """Newest first; ``before`` and ``until`` exclusive.
+
+        An address's history is kept in landing order, so slots ascend: the records
+        visible at ``commitment`` and the ``before`` signature are found by bisection,
+        as a node's index finds them, not by walking every newer record (a backfill's
+        pages got slower the deeper they went)."""
         records = self.by_address.get(address, [])
-        newest_first: Iterable[TxRecord] = reversed(records)
+        end = bisect.bisect_right(records, self.slot_at(commitment), key=_slot)
+        if before is not None:
+            anchor = self.by_signature.get(before)
+            if anchor is None:
+                return []
+            start = bisect.bisect_left(records, anchor.slot, 0, end, key=_slot)
+            position = next((i for i in range(start, end) if records[i].signature == before), None)
+            if position is None:  # not in this address's visible history
+                return []
+            end = position
         out: list[TxRecord] = []
-        started = before is None
-        for record in newest_first:
-            if not self.visible(record, commitment):
-                continue
-            if not started:
-                started = record.signature == before
-                continue
+        for index in range(end - 1, max(-1, end - 1 - limit), -1):
+            record = records[index]
             if until is not None and record.signature == until:
                 break
             out.append(record)
-            if len(out) >= limit:
-                break
         return out
 
     def block(self, slot: int) -> Block | None:
@@ -331,6 +342,10 @@ class Ledger:
             self._open.transactions.clear()
         self.dropped_signatures |= dropped
         return [r.signature for r in doomed]
+
+
+def _slot(record: TxRecord) -> int:
+    return record.slot
 
 
 def _ui_string(amount: int, decimals: int) -> str:

@@ -234,7 +234,7 @@ class Methods:
                 values.append(encoding.status_entry(record, self.ledger.slot, level))
         return _context(self.ledger, "processed", values)
 
-    def rpc_getSignaturesForAddress(self, params: list[Any]) -> list[dict[str, Any]]:
+    def rpc_getSignaturesForAddress(self, params: list[Any]) -> list[orjson.Fragment]:
         key = _pubkey(params)
         config = _config(params, 1)
         commitment = _commitment(config)
@@ -248,7 +248,17 @@ class Methods:
         until = _signature(config["until"]) if config.get("until") else None
         records = self.ledger.signatures_for(str(key), commitment=commitment, before=before,
                                              until=until, limit=limit)
-        return [encoding.signature_entry(r, self.ledger.level_of(r.slot)) for r in records]
+        finalized, confirmed = self.ledger.slot_at("finalized"), self.ledger.slot_at("confirmed")
+        entries: list[orjson.Fragment] = []
+        for record in records:
+            level = ("finalized" if record.slot <= finalized
+                     else "confirmed" if record.slot <= confirmed else "processed")
+            entry = record.listed.get(level)
+            if entry is None:
+                entry = record.listed[level] = orjson.Fragment(orjson.dumps(
+                    encoding.signature_entry(record, level)))
+            entries.append(entry)
+        return entries
 
     def rpc_getTransaction(self, params: list[Any]) -> orjson.Fragment | None:
         if not params:

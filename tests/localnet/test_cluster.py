@@ -165,6 +165,45 @@ async def test_get_transaction_answers_are_rendered_once_and_never_change(net: L
     assert bad["error"] == {"code": -32602, "message": "Invalid param: Invalid"}
 
 
+async def test_signature_pages_walk_an_address_history_newest_first(net: Localnet) -> None:
+    """Paged with ``before`` (five at a time), an address's history is the one-page
+    listing; ``until`` stops short of its signature; a ``before`` the address never saw
+    lists nothing; each entry's confirmationStatus is the record's level right now."""
+    agent = Keypair().pubkey()
+    sent = []
+    for round_ in range(4):  # over several slots
+        sent += [net.ledger.airdrop(agent, 10**6 + 3 * round_ + i) for i in range(3)]
+        async with asyncio.timeout(10):
+            await net.wait_for_slot(net.ledger.slot + 1)
+    async with asyncio.timeout(10):
+        await net.wait_for_signature(sent[-1], "confirmed")
+
+    async def page(**config: Any) -> list[dict[str, Any]]:
+        params = [str(agent), {"commitment": "confirmed", **config}]
+        answer = await rpc(net, "getSignaturesForAddress", params)
+        result: list[dict[str, Any]] = answer["result"]
+        return result
+
+    whole = await page()
+    assert [entry["signature"] for entry in whole] == sent[::-1]
+    walked: list[dict[str, Any]] = []
+    before = None
+    while batch := await page(limit=5, **({"before": before} if before else {})):
+        walked += batch
+        before = batch[-1]["signature"]
+    assert walked == whole
+    assert [e["signature"] for e in await page(until=sent[3])] == sent[:3:-1]
+    assert [e["signature"] for e in await page(before=sent[6], until=sent[2])] == sent[5:2:-1]
+    assert await page(before=str(Keypair().sign_message(b"never sent"))) == []
+    def levels() -> dict[str, str]:
+        return {s: net.ledger.level_of(net.ledger.by_signature[s].slot) for s in sent}
+
+    earlier = levels()  # levels only move forward: the answer lies between these two
+    listed = {entry["signature"]: entry["confirmationStatus"] for entry in await page()}
+    later = levels()
+    assert all(listed[s] in (earlier[s], later[s]) for s in sent), (earlier, listed, later)
+
+
 async def test_logs_notification_shape_matches_the_documented_one(net: Localnet) -> None:
     real = orjson.loads((FIXTURES / "websocket" / "docs_logsNotification.json").read_bytes())
     payer, agent = await funded(net), Keypair()
