@@ -28,7 +28,7 @@ import functools
 import hashlib
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -159,9 +159,10 @@ class WalletProgress:
 
 
 _LOAD = """
-SELECT before_signature, done FROM backfill_progress
-WHERE wallet_address = %s AND range_key = %s
+SELECT wallet_address, before_signature, done FROM backfill_progress
+WHERE wallet_address = ANY(%s) AND range_key = %s
 """
+Stored = tuple[str | None, bool]  # an address's stored progress: (before_signature, done)
 _SAVE = """
 INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done)
 VALUES (%s, %s, %s, %s)
@@ -179,6 +180,16 @@ class _Page:
 
 
 InFlight = dict[str, "asyncio.Future[Any]"]  # signature -> its unit, until committed
+
+
+async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str],
+                        window: Range) -> dict[str, Stored]:
+    """The stored progress of ``addresses`` over ``window``, in one query (an address
+    without any is absent). A run loads every address up front: one query each kept the
+    shared pool busy opening connections while the first batches waited for it."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(_LOAD, (list(addresses), window.key()))
+        return {address: (before, done) for address, before, done in await cur.fetchall()}
 
 
 def _submit(pipeline: UnitSink, signatures: list[str], shared: InFlight | None) -> asyncio.Future[Any]:
@@ -221,14 +232,17 @@ async def backfill_wallet(
     on_page: Callable[[WalletProgress], None] = lambda _: None,
     pages_ahead: int = 2,
     shared: InFlight | None = None,
+    stored: Mapping[str, Stored] | None = None,
 ) -> WalletProgress:
-    """Backfill one wallet over ``window``; resumes from stored progress when ``pool``."""
+    """Backfill one wallet over ``window``; resumes from stored progress when ``pool``
+    (``stored``: that progress, loaded already; else it is loaded here)."""
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
     if pool is not None:
-        async with pool.connection() as conn:
-            row = await (await conn.execute(_LOAD, (wallet, range_key))).fetchone()
+        if stored is None:
+            stored = await load_progress(pool, [wallet], window)
+        row = stored.get(wallet)
         if row is not None:
             if row[1]:
                 progress.done = True
@@ -293,6 +307,7 @@ async def backfill_agent(
     pool: AsyncConnectionPool[Any] | None,
     on_page: Callable[[WalletProgress], None] = lambda _: None,
     shared: InFlight | None = None,
+    stored: Mapping[str, Stored] | None = None,
 ) -> WalletProgress:
     """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
 
@@ -311,11 +326,14 @@ async def backfill_agent(
 
     if shared is None:
         shared = {}
+    addresses = (wallet, *sorted(set(token_accounts) - {wallet}))
+    if pool is not None and stored is None:
+        stored = await load_progress(pool, addresses, window)
     try:
         async with asyncio.TaskGroup() as group:
-            for address in (wallet, *sorted(set(token_accounts) - {wallet})):
+            for address in addresses:
                 group.create_task(backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
-                                                  on_page=on_address_page, shared=shared))
+                                                  on_page=on_address_page, shared=shared, stored=stored))
     except BaseExceptionGroup as failed:
         # One address failed (the others were stopped): report its error, as one.
         first = failed.exceptions[0]

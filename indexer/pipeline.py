@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable, Container, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
@@ -55,6 +55,12 @@ TaskLookup = Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]
 # backfill, interleaved runs: 15-25% more transactions per second with 5 than with no
 # yield (3 and 10 did less well).
 DECODE_SLICE = 5
+
+
+# Task owners remembered (task id -> its agent's wallet, or None: no such task). Emptied
+# when full: a long-running daemon sees ever new tasks, and a forgotten one costs one
+# lookup.
+TASK_OWNERS_KEPT = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,15 +289,26 @@ class Pipeline:
                     if leg.source_wallet == row.agent_wallet:
                         self.on_token_account(row.agent_wallet, leg.source_account)
         if decoded.memo_rejection is not None:
-            self.metrics.memo_rejections.labels(decoded.memo_rejection.reason).inc()
+            self.metrics.child(self.metrics.memo_rejections, decoded.memo_rejection.reason).inc()
         for skipped in decoded.skipped:
-            self.metrics.skipped_legs.labels(getattr(skipped, "reason", "skipped")).inc()
+            self.metrics.child(self.metrics.skipped_legs, getattr(skipped, "reason", "skipped")).inc()
         conflicts = getattr(decoded, "conflicts", ())
         if conflicts:
             item.dead_letters.append(DeadLetter(
                 stage="decode", reason="multiple_rows_per_agent", signature=decoded.signature,
                 error=f"{len(conflicts)} agents with more than one row"))
         item.rows.extend(decoded.rows)
+
+    def remember_task_owners(self, owners: Mapping[UUID, str]) -> None:
+        """Seed the task owners (a backfill loads its agents' tasks before it starts: its
+        first batches would otherwise each wait for a lookup while the writer idles)."""
+        for task_id, wallet in owners.items():
+            self._remember_owner(task_id, wallet)
+
+    def _remember_owner(self, task_id: UUID, wallet: str | None) -> None:
+        if len(self._task_owners) >= TASK_OWNERS_KEPT:
+            self._task_owners.clear()
+        self._task_owners[task_id] = wallet
 
     def _cached_owner(self, missed: list[UUID]) -> Callable[[UUID], str | None]:
         owners = self._task_owners
@@ -307,14 +324,20 @@ class Pipeline:
                            missed: list[UUID], raws: dict[str, Any], watched: Container[str]) -> None:
         """Look up the task owners not cached yet; decode ``signatures`` again with them."""
         assert self.task_lookup is not None
+        answered: dict[UUID, str | None] = {}  # kept here too: the cache may be emptied meanwhile
         unknown = [t for t in dict.fromkeys(missed) if t not in self._task_owners]
         if unknown:
             found = await self.task_lookup(unknown)
             for task_id in unknown:
-                self._task_owners[task_id] = found.get(task_id)
-        owners = self._task_owners
+                answered[task_id] = found.get(task_id)
+                self._remember_owner(task_id, answered[task_id])
+        cached = self._task_owners
+
+        def owner(task_id: UUID) -> str | None:
+            return answered[task_id] if task_id in answered else cached.get(task_id)
+
         for signature in signatures:
-            decoded[signature] = decode_transaction(raws[signature], watched, task_owner=owners.get)
+            decoded[signature] = decode_transaction(raws[signature], watched, task_owner=owner)
 
     async def _write_loop(self) -> None:
         while True:

@@ -16,7 +16,7 @@ import orjson
 from prometheus_client import CollectorRegistry
 from solders.pubkey import Pubkey
 
-from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, parse_bound
+from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, load_progress, parse_bound
 from indexer.commands import database_option, settings
 from indexer.commands.run import ensure_schema
 from indexer.config import Settings, redact_url
@@ -97,6 +97,19 @@ def _task_lookup(pool: AsyncConnectionPool[Any]) -> Callable[[Sequence[UUID]], A
     return lookup
 
 
+_AGENT_TASKS = """
+SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id
+WHERE a.wallet_address = ANY(%s) LIMIT %s
+"""
+
+
+async def _agent_tasks(pool: AsyncConnectionPool[Any], wallets: list[str], limit: int) -> dict[UUID, str]:
+    """Up to ``limit`` tasks of the wallets' agents, with their agent's wallet: one query."""
+    async with pool.connection() as conn:
+        cur = await conn.execute(_AGENT_TASKS, (wallets, limit))
+        return dict(await cur.fetchall())
+
+
 async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[str]]:
     """Each wallet's SPL token accounts: transfers to them do not mention the wallet."""
     found: dict[str, set[str]] = {}
@@ -133,7 +146,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
     from psycopg_pool import AsyncConnectionPool
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from indexer.pipeline import Pipeline
+    from indexer.pipeline import TASK_OWNERS_KEPT, Pipeline
     from indexer.rpc import RpcClient
 
     registry = CollectorRegistry()
@@ -162,11 +175,15 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             except IndexerError as exc:
                 raise IndexerError(f"cannot reach the RPC endpoint(s) "
                                    f"{', '.join(redact_url(u) for u in config.rpc_urls)}: {exc}") from None
-            token_accounts = await _token_accounts(rpc, wallets)
+            token_accounts, tasks = await asyncio.gather(_token_accounts(rpc, wallets),
+                                                         _agent_tasks(pool, wallets, TASK_OWNERS_KEPT))
+            addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
+            stored = None if dry_run else await load_progress(pool, addresses, window)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=_task_lookup(pool),
                                 fetch_workers=max(2, concurrency), fetch_batch=batch_size)
+            pipeline.remember_task_owners(tasks)
             runner = asyncio.create_task(pipeline.run())
             gate = asyncio.Semaphore(concurrency)
             with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -189,7 +206,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                             done.append(await backfill_agent(
                                 wallet, sorted(token_accounts.get(wallet, ())), window,
                                 rpc=rpc, pipeline=pipeline,
-                                pool=None if dry_run else pool, on_page=on_page, shared=shared))
+                                pool=None if dry_run else pool, on_page=on_page, shared=shared,
+                                stored=stored))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
                         finally:
