@@ -30,6 +30,7 @@ from uuid import UUID
 
 import orjson
 from solders.message import MessageV0
+from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from indexer.decode.base58 import b58decode
@@ -378,7 +379,7 @@ def _wire_message(transaction: list[Any], meta: Mapping[str, Any]) -> _Message:
     except ValueError as exc:  # solders raises its own ValueError subclasses
         raise DecodeError("bad_wire_transaction", str(exc)[:200]) from exc
     message = parsed.message
-    keys = [str(key) for key in message.account_keys]
+    keys = _key_texts(message.account_keys)
     if (
         isinstance(message, MessageV0)
         and message.address_table_lookups
@@ -400,6 +401,26 @@ def _wire_message(transaction: list[Any], meta: Mapping[str, Any]) -> _Message:
         if inner:
             instructions.extend(_raw_inner(keys, inner, index, program))
     return _Message("base64", str(parsed.signatures[0]), keys, instructions)
+
+
+# Account keys as text, by key. str(Pubkey) encodes base58 (0.2 us a key); the same keys
+# come back in transaction after transaction (programs, the agents, their payers), and a
+# dict lookup is a quarter of that. Emptied when full.
+_KEY_TEXTS: dict[Pubkey, str] = {}
+_KEY_TEXTS_KEPT = 65_536
+
+
+def _key_texts(keys: Sequence[Pubkey]) -> list[str]:
+    known = _KEY_TEXTS
+    texts = []
+    for key in keys:
+        text = known.get(key)
+        if text is None:
+            if len(known) >= _KEY_TEXTS_KEPT:
+                known.clear()
+            text = known[key] = str(key)
+        texts.append(text)
+    return texts
 
 
 def _json_message(transaction: Mapping[str, Any], meta: Mapping[str, Any]) -> _Message:
