@@ -151,6 +151,10 @@ class Pipeline:
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
         self._task_owners: dict[UUID, str | None] = {}
         self._in_flight = 0
+        # One fetched batch is decoded at a time (the slices still let the writer and the
+        # sockets in). Interleaved, the fetch workers' batches all finished together, late:
+        # the writer waited for the first of them (at a backfill's start, ~80 ms).
+        self._decoding = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -221,25 +225,26 @@ class Pipeline:
         missed: list[UUID] = []
         recheck: list[str] = []
         task_owner = self._cached_owner(missed) if self.task_lookup is not None else None
-        for position, (signature, raw) in enumerate(by_signature.items(), 1):
-            if position % DECODE_SLICE == 0:
-                await asyncio.sleep(0)  # see DECODE_SLICE
-            if isinstance(raw, Exception):
-                failures[signature] = raw
-            elif raw is None:
-                not_found.add(signature)
-            else:
-                try:
-                    asked = len(missed)
-                    decoded_by_sig[signature] = decode_transaction(raw, watched, task_owner=task_owner)
-                    if len(missed) > asked:
-                        recheck.append(signature)
-                except DecodeError as exc:
-                    self.metrics.decode_errors.labels(exc.reason).inc()
-                    log.warning("decode_error", signature=signature, reason=exc.reason)
-                    letters[signature] = DeadLetter(
-                        stage="decode", reason=exc.reason, error=str(exc), signature=signature,
-                        payload=orjson.dumps(raw, default=str).decode())
+        async with self._decoding:
+            for position, (signature, raw) in enumerate(by_signature.items(), 1):
+                if position % DECODE_SLICE == 0:
+                    await asyncio.sleep(0)  # see DECODE_SLICE
+                if isinstance(raw, Exception):
+                    failures[signature] = raw
+                elif raw is None:
+                    not_found.add(signature)
+                else:
+                    try:
+                        asked = len(missed)
+                        decoded_by_sig[signature] = decode_transaction(raw, watched, task_owner=task_owner)
+                        if len(missed) > asked:
+                            recheck.append(signature)
+                    except DecodeError as exc:
+                        self.metrics.decode_errors.labels(exc.reason).inc()
+                        log.warning("decode_error", signature=signature, reason=exc.reason)
+                        letters[signature] = DeadLetter(
+                            stage="decode", reason=exc.reason, error=str(exc), signature=signature,
+                            payload=orjson.dumps(raw, default=str).decode())
         if recheck:
             await self._check_tasks(decoded_by_sig, recheck, missed, by_signature, watched)
         retry: list[_Pending] = []
