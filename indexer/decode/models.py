@@ -14,6 +14,8 @@ from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
 
+from indexer.records import quick_init
+
 TransactionType = Literal["funding", "payment", "refund", "subscription"]
 Direction = Literal["in", "out"]
 RowStatus = Literal["pending", "failed"]
@@ -83,6 +85,7 @@ class MemoRejection:
         return {"reason": self.reason, "detail": self.detail, "text": self.text}
 
 
+@quick_init  # built for every transfer: see indexer.records
 @dataclass(frozen=True, slots=True)
 class Leg:
     """One transfer instruction, resolved to wallets.
@@ -188,6 +191,7 @@ class SkippedLeg:
         return {"agent_wallet": self.agent_wallet, "reason": self.reason, "leg": self.leg.to_json_dict()}
 
 
+@quick_init  # built for every transfer: see indexer.records
 @dataclass(frozen=True, slots=True)
 class TransferRow:
     """One ``transactions`` row: the legs of one transaction, for one agent, one
@@ -259,6 +263,7 @@ class TransferRow:
         }
 
 
+@quick_init  # built for every transfer: see indexer.records
 @dataclass(frozen=True, slots=True)
 class DecodedTransaction:
     """Everything the decoder learned from one getTransaction result.

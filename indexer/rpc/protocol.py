@@ -41,6 +41,7 @@ from typing import Any
 import orjson
 
 from indexer.errors import IndexerError, RpcError, RpcRateLimited, RpcUnavailable
+from indexer.records import quick_init
 
 TRANSIENT_CODES = frozenset({-32603, -32004, -32005, -32014, -32016})
 RATE_LIMIT_CODES = frozenset({429, -32429})
@@ -56,6 +57,7 @@ class Request:
         return {"jsonrpc": "2.0", "id": self.id, "method": self.method, "params": self.params}
 
 
+@quick_init  # a page holds 1,000: see indexer.records
 @dataclass(frozen=True, slots=True)
 class SignatureInfo:
     """One entry of getSignaturesForAddress."""
