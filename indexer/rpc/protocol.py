@@ -47,6 +47,7 @@ TRANSIENT_CODES = frozenset({-32603, -32004, -32005, -32014, -32016})
 RATE_LIMIT_CODES = frozenset({429, -32429})
 
 
+@quick_init  # one per getTransaction: see indexer.records
 @dataclass(frozen=True, slots=True)
 class Request:
     method: str

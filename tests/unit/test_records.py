@@ -9,10 +9,10 @@ import pytest
 
 from indexer.decode.models import DecodedTransaction, Leg, TransferRow
 from indexer.records import quick_init
-from indexer.rpc.protocol import SignatureInfo
+from indexer.rpc.protocol import Request, SignatureInfo
 
 
-@pytest.mark.parametrize("cls", [Leg, TransferRow, DecodedTransaction, SignatureInfo])
+@pytest.mark.parametrize("cls", [Leg, TransferRow, DecodedTransaction, SignatureInfo, Request])
 def test_every_field_lands_where_the_dataclass_puts_it(cls: type) -> None:
     names = [f.name for f in dataclasses.fields(cls)]
     values = [object() for _ in names]  # distinct, so a swapped pair shows
