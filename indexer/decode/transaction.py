@@ -295,7 +295,7 @@ def _loaded_addresses(meta: Mapping[str, Any]) -> list[str]:
     readonly = loaded.get("readonly") or []
     if not isinstance(writable, list) or not isinstance(readonly, list):
         raise DecodeError("bad_field", "loadedAddresses")
-    return [*writable, *readonly]
+    return writable + readonly if writable or readonly else []
 
 
 def _b58(data: Any) -> bytes:
@@ -321,18 +321,18 @@ def _inner_by_index(meta: Mapping[str, Any]) -> dict[int, list[Any]]:
 
 def _compiled(
     keys: Sequence[str],
-    program_index: Any,
+    program: str,
     account_indexes: Any,
     data: Any,
     instruction_index: int,
     inner_index: int | None,
     outer_program: str | None,
 ) -> Instruction | None:
-    """A json/base64 instruction (indexes + base58 or raw data), if its program matters.
+    """A json/base64 instruction (``program`` resolved from its index by the caller, who
+    needs it too; account indexes + base58 or raw data), if its program matters.
 
     Positional parameters: this runs for every instruction (keyword calls cost more).
     """
-    program = _key(keys, program_index)
     if program not in RELEVANT_PROGRAMS:
         return None
     if account_indexes:
@@ -358,7 +358,8 @@ def _raw_inner(
 ) -> Iterator[Instruction]:
     for position, raw in enumerate(inner.get(outer_index, ())):
         ix = _compiled(
-            keys, raw["programIdIndex"], raw["accounts"], raw["data"], outer_index, position, outer_program
+            keys, _key(keys, raw["programIdIndex"]), raw["accounts"], raw["data"], outer_index, position,
+            outer_program,
         )
         if ix is not None:
             yield ix
@@ -387,20 +388,19 @@ def _wire_message(transaction: list[Any], meta: Mapping[str, Any]) -> _Message:
     ):
         raise DecodeError("missing_field", "meta.loadedAddresses for a v0 transaction")
     keys.extend(_loaded_addresses(meta))
-    if not parsed.signatures:
+    signatures = parsed.signatures  # a new list of solders objects at every access
+    if not signatures:
         raise DecodeError("bad_wire_transaction", "no signatures")
     inner = _inner_by_index(meta)
     instructions: list[Instruction] = []
     for index, compiled in enumerate(message.instructions):
         program = _key(keys, compiled.program_id_index)
-        ix = _compiled(
-            keys, compiled.program_id_index, compiled.accounts, compiled.data, index, None, None
-        )
+        ix = _compiled(keys, program, compiled.accounts, compiled.data, index, None, None)
         if ix is not None:
             instructions.append(ix)
         if inner:
             instructions.extend(_raw_inner(keys, inner, index, program))
-    return _Message("base64", str(parsed.signatures[0]), keys, instructions)
+    return _Message("base64", str(signatures[0]), keys, instructions)
 
 
 # Account keys as text, by key. str(Pubkey) encodes base58 (0.2 us a key); the same keys
@@ -446,12 +446,12 @@ def _json_message(transaction: Mapping[str, Any], meta: Mapping[str, Any]) -> _M
         keys.extend(_loaded_addresses(meta))
         instructions: list[Instruction] = []
         for index, raw in enumerate(raw_instructions):
-            program_index = raw["programIdIndex"]
-            ix = _compiled(keys, program_index, raw["accounts"], raw["data"], index, None, None)
+            program = _key(keys, raw["programIdIndex"])
+            ix = _compiled(keys, program, raw["accounts"], raw["data"], index, None, None)
             if ix is not None:
                 instructions.append(ix)
             if inner:
-                instructions.extend(_raw_inner(keys, inner, index, _key(keys, program_index)))
+                instructions.extend(_raw_inner(keys, inner, index, program))
         return _Message("json", signature, keys, instructions)
 
     # jsonParsed: accountKeys already include lookup-table addresses. A node that also
