@@ -157,6 +157,15 @@ class Daemon:
         await pool.open(wait=False)
         writes = writer_pool(self.database_url)
         await writes.open(wait=False)
+        try:
+            await self._serve(lock_conn, pool, writes)
+        finally:  # an orderly shutdown closed them already, in order; this covers a failed start
+            await writes.close()
+            await pool.close()
+
+    async def _serve(self, lock_conn: psycopg.AsyncConnection[Any], pool: AsyncConnectionPool[Any],
+                     writes: AsyncConnectionPool[Any]) -> None:
+        settings = self.settings
         rate = settings.rpc_requests_per_second or None
         async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,
                              requests_per_second=rate, metrics=self.metrics,
