@@ -248,11 +248,9 @@ class Methods:
         until = _signature(config["until"]) if config.get("until") else None
         records = self.ledger.signatures_for(str(key), commitment=commitment, before=before,
                                              until=until, limit=limit)
-        finalized, confirmed = self.ledger.slot_at("finalized"), self.ledger.slot_at("confirmed")
         entries: list[orjson.Fragment] = []
         for record in records:
-            level = ("finalized" if record.slot <= finalized
-                     else "confirmed" if record.slot <= confirmed else "processed")
+            level = self.ledger.level_of(record.slot)
             entry = record.listed.get(level)
             if entry is None:
                 entry = record.listed[level] = orjson.Fragment(orjson.dumps(
