@@ -57,10 +57,14 @@ TaskLookup = Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]
 DECODE_SLICE = 5
 
 
-# Task owners remembered (task id -> its agent's wallet, or None: no such task). Emptied
-# when full: a long-running daemon sees ever new tasks, and a forgotten one costs one
-# lookup.
+# Task owners remembered (task id -> its agent's wallet). Emptied when full: a
+# long-running daemon sees ever new tasks, and a forgotten one costs one lookup.
 TASK_OWNERS_KEPT = 100_000
+# "No such task" is remembered this long only: the marketplace may insert a task just
+# after a payment for it was sent, and the next payment must then find it. Until then a
+# memo naming it costs no lookup (a flood of made-up task ids: one query per id and
+# period). A payment decoded while its task was unknown is written as a funding.
+UNKNOWN_TASK_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,8 @@ class Pipeline:
         self.committed = CommittedSignatures()
         self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
-        self._task_owners: dict[UUID, str | None] = {}
+        self._task_owners: dict[UUID, str] = {}
+        self._unknown_tasks: dict[UUID, float] = {}  # task id -> when "no such task" expires
         self._in_flight = 0
         # One fetched batch is decoded at a time (the slices still let the writer and the
         # sockets in). Interleaved, the fetch workers' batches all finished together, late:
@@ -311,17 +316,29 @@ class Pipeline:
             self._remember_owner(task_id, wallet)
 
     def _remember_owner(self, task_id: UUID, wallet: str | None) -> None:
+        if wallet is None:
+            if len(self._unknown_tasks) >= TASK_OWNERS_KEPT:
+                self._unknown_tasks.clear()
+            self._unknown_tasks[task_id] = self.clock() + UNKNOWN_TASK_SECONDS
+            return
         if len(self._task_owners) >= TASK_OWNERS_KEPT:
             self._task_owners.clear()
         self._task_owners[task_id] = wallet
+        self._unknown_tasks.pop(task_id, None)
+
+    def _known(self, task_id: UUID, now: float) -> bool:
+        """Whether the cache answers for ``task_id``: an owner, or a fresh "no such task"."""
+        return task_id in self._task_owners or self._unknown_tasks.get(task_id, now) > now
 
     def _cached_owner(self, missed: list[UUID]) -> Callable[[UUID], str | None]:
         owners = self._task_owners
+        now = self.clock()
 
         def owner(task_id: UUID) -> str | None:
             if task_id in owners:
                 return owners[task_id]
-            missed.append(task_id)
+            if not self._known(task_id, now):
+                missed.append(task_id)
             return None
         return owner
 
@@ -330,7 +347,8 @@ class Pipeline:
         """Look up the task owners not cached yet; decode ``signatures`` again with them."""
         assert self.task_lookup is not None
         answered: dict[UUID, str | None] = {}  # kept here too: the cache may be emptied meanwhile
-        unknown = [t for t in dict.fromkeys(missed) if t not in self._task_owners]
+        now = self.clock()
+        unknown = [t for t in dict.fromkeys(missed) if not self._known(t, now)]
         if unknown:
             found = await self.task_lookup(unknown)
             for task_id in unknown:

@@ -88,3 +88,29 @@ async def test_a_full_cache_is_emptied_and_stays_right(harness: tuple[Harness, P
     await pipeline.process(WorkUnit(("other", "own"), "backfill"))  # B forgotten, A kept
     assert fake.lookups == [[TASK_B, TASK_A], [TASK_B]]
     assert [row.transaction_type for row in fake.rows] == ["payment", "funding", "funding", "payment"]
+
+
+async def test_an_unknown_task_is_asked_again_once_its_answer_expires() -> None:
+    """The marketplace may insert a task just after the first payment naming it: "no such
+    task" is remembered for UNKNOWN_TASK_SECONDS only, so later payments find it."""
+    late = UUID(int=8)
+    fake = Harness({"early": payment(late), "soon": payment(late), "later": payment(late)})
+    now = [1000.0]
+    pipeline = Pipeline(source=fake, writer=fake.write, watched=lambda: {AGENT},
+                        metrics=Metrics(CollectorRegistry()), task_lookup=fake.lookup,
+                        clock=lambda: now[0])
+    runner = asyncio.create_task(pipeline.run())
+    try:
+        await pipeline.process(WorkUnit(("early",), "live"))  # the task is not there yet
+        OWNERS[late] = AGENT  # the marketplace inserts it
+        now[0] += pipeline_module.UNKNOWN_TASK_SECONDS / 2
+        await pipeline.process(WorkUnit(("soon",), "live"))  # still within the answer's life
+        now[0] += pipeline_module.UNKNOWN_TASK_SECONDS
+        await pipeline.process(WorkUnit(("later",), "live"))
+    finally:
+        OWNERS.pop(late, None)
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert fake.lookups == [[late], [late]]
+    assert [(row.transaction_type, row.task_id) for row in fake.rows] == [
+        ("funding", None), ("funding", None), ("payment", late)]
