@@ -24,6 +24,7 @@ rows, with its skipped and unattributed legs listed.
 from __future__ import annotations
 
 import binascii
+import functools
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeGuard
 from uuid import UUID
@@ -113,7 +114,7 @@ def _unwrap(envelope: Mapping[str, Any]) -> Mapping[str, Any]:
     result = envelope["result"]
     if result is None:
         raise DecodeError("null_result", "transaction not found")
-    if not isinstance(result, Mapping):
+    if not _is_object(result):
         raise DecodeError("not_an_object", "result is not an object")
     return result
 
@@ -307,6 +308,19 @@ def _b58(data: Any) -> bytes:
         raise DecodeError("bad_instruction_data", "instruction data is not base58") from None
 
 
+# Memo instruction data as `json` sends it (base58), by its text. Memos repeat (every
+# payment of a task carries the same one; see indexer.decode.memo), and base58 of a
+# memo's 80-odd characters was an eighth of a `json` decode. Transfer data is not kept:
+# it holds the amount. An LRU of 4,096, like the memo parses; bad data raises each time.
+@functools.lru_cache(maxsize=4096)
+def _memo_bytes(text: str) -> bytes:
+    return _b58(text)
+
+
+def _memo_b58(data: Any) -> bytes:
+    return _memo_bytes(data) if type(data) is str else _b58(data)
+
+
 def _inner_by_index(meta: Mapping[str, Any]) -> dict[int, list[Any]]:
     inner = meta.get("innerInstructions")
     if not inner:
@@ -345,7 +359,7 @@ def _compiled(
     return Instruction(
         program,
         accounts,
-        data if isinstance(data, bytes) else _b58(data),
+        data if isinstance(data, bytes) else _memo_b58(data) if program in MEMO_PROGRAMS else _b58(data),
         None,
         instruction_index,
         inner_index,

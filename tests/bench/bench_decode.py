@@ -55,7 +55,7 @@ from indexer.decode import DecodedTransaction, decode_transaction_bytes
 from indexer.decode.base58 import b58decode, b58encode
 from indexer.decode.legs import RELEVANT_PROGRAMS, Instruction, TokenAccount
 from indexer.decode.memo import _parse_text
-from indexer.decode.transaction import _assemble, _Message
+from indexer.decode.transaction import _assemble, _memo_bytes, _Message
 from tests.support.paths import shared_dir
 
 SYSTEM = "11111111111111111111111111111111"
@@ -277,6 +277,7 @@ def ours(raw: bytes) -> DecodedTransaction:
 
 def ours_memo_unseen(raw: bytes) -> DecodedTransaction:
     _parse_text.cache_clear()
+    _memo_bytes.cache_clear()
     return decode_transaction_bytes(raw, WATCHED)
 
 

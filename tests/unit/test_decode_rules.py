@@ -10,6 +10,7 @@ decoders cannot drift apart.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,7 +26,9 @@ from solders.signature import Signature
 from solders.transaction import VersionedTransaction
 
 from indexer.decode import DecodedTransaction, decode_transaction, decode_transaction_bytes
+from indexer.decode import transaction as decoder
 from indexer.decode.base58 import b58encode
+from indexer.errors import DecodeError
 
 SYSTEM = "11111111111111111111111111111111"
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"  # noqa: S105  (a program id)
@@ -879,3 +882,26 @@ def test_bytes_entry_point_accepts_envelope_and_result() -> None:
     b = decode_transaction_bytes(orjson.dumps(envelope), {AGENT})
     assert a == b
     assert a.rows[0].amount_raw == 5
+
+
+def test_memo_data_decoded_once_is_kept_and_stays_right(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`json` memo data is base58; a memo seen before is taken from a bounded cache, which
+    evicts when full without changing any result. Non-text data is still refused."""
+    one = functools.lru_cache(maxsize=1)(decoder._memo_bytes.__wrapped__)
+    monkeypatch.setattr(decoder, "_memo_bytes", one)
+    payment = TxBuilder(fee_payer=USER).sol(USER, AGENT, 1_000).memo(f"amoca:1:payment;task={TASK}")
+    funding = TxBuilder(fee_payer=USER).sol(USER, AGENT, 2_000).memo("amoca:1:funding")
+    kinds = [decode(builder, "json").rows[0].transaction_type
+             for builder in (payment, payment, funding, payment)]
+    assert kinds == ["payment", "payment", "funding", "payment"]
+    info = one.cache_info()  # the second payment hit; the funding evicted it, so the third missed
+    assert (info.hits, info.misses, info.currsize) == (1, 3, 1)
+
+    raw = payment.render("json")
+    keys = raw["transaction"]["message"]["accountKeys"]
+    for ix in raw["transaction"]["message"]["instructions"]:
+        if keys[ix["programIdIndex"]] == MEMO_V2:
+            ix["data"] = 5
+    with pytest.raises(DecodeError) as info:
+        decode_transaction(raw, {AGENT})
+    assert info.value.reason == "bad_instruction_data"
