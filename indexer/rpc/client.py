@@ -72,7 +72,15 @@ class RpcClient:
         self._session = session
         self._owns_session = session is None
         self._semaphore = asyncio.Semaphore(max_concurrency)
-        self._limiter = AsyncLimiter(requests_per_second, 1.0) if requests_per_second else None
+        # The limit counts calls, not HTTP requests: providers charge every call of a batch
+        # against it (Infura, Moralis and others say so), so a batch of 100 is 100
+        # requests. A batch never holds more calls than one second's allowance (the
+        # bucket's size); below one call a second, the bucket holds one.
+        self._limiter: AsyncLimiter | None = None
+        if requests_per_second:
+            rate = float(requests_per_second)
+            self._limiter = AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1.0 / rate)
+            batch_size = max(1, min(batch_size, int(rate)))
         self.timeout = timeout
         self.give_up_after = give_up_after
         self.batch_size = batch_size
@@ -116,7 +124,7 @@ class RpcClient:
         started = time.monotonic()
         async with self._semaphore:
             if self._limiter is not None:
-                await self._limiter.acquire()
+                await self._limiter.acquire(len(requests))
             try:
                 async with self._session.post(url, data=protocol.encode(requests)) as response:
                     failure = protocol.classify_http(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import orjson
@@ -52,6 +53,22 @@ async def test_single_call_and_batch_matched_by_id(node: FakeNode) -> None:
     assert results == [{"slot": 1, "sig": "a"}, {"slot": 1, "sig": "b"}, None,
                        {"slot": 1, "sig": "c"}, {"slot": 1, "sig": "d"}]
     assert [len(r) for r in node.requests[1:]] == [3, 2]  # two batches of at most 3
+
+
+async def test_the_rate_limit_counts_every_call_of_a_batch(node: FakeNode) -> None:
+    """Providers count each call of a batch against their limit: at 20 calls a second, 60
+    calls go in HTTP requests of at most 20 and take at least 2 s (the bucket starts full,
+    then refills at 20 a second). A lower bound on the time: a slow machine only adds."""
+    node.handler = echo_slot
+    async with RpcClient([node.url], batch_size=100, requests_per_second=20) as rpc:
+        started = time.monotonic()
+        results = await rpc.get_transactions([f"s{i}" for i in range(60)])
+        elapsed = time.monotonic() - started
+    assert results == [{"slot": 1, "sig": f"s{i}"} for i in range(60)]
+    assert [len(r) for r in node.requests] == [20, 20, 20]
+    assert elapsed >= 1.9
+    async with RpcClient([node.url], requests_per_second=0.5) as slow:  # under one call a second
+        assert await slow.get_slot() == 4242
 
 
 async def test_per_item_errors_stay_in_place(node: FakeNode) -> None:
