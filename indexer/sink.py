@@ -11,6 +11,7 @@ statement, so the row insert's snapshot sees users a concurrent writer just adde
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -213,21 +214,38 @@ def staged_values(row: RowLike) -> tuple[Any, ...]:
 async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
     """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated.
 
-    A small batch goes in pipeline mode: BEGIN and every statement go out together, then
-    COMMIT -- two round trips to the server whatever the batch holds, not one per
-    statement. Live transfers come in batches of one or a few, and on a busy machine every
-    round trip waits for the server process and then for us to be scheduled again. A
-    large one (``STAGE_FROM_ROWS``) is staged with COPY, which pipeline mode cannot carry:
-    BEGIN; the users upsert and the staging table's preparation, pipelined; COPY; the
-    insert, dead letters and cursors, pipelined; COMMIT."""
+    A small batch goes in pipeline mode: BEGIN, every statement and COMMIT go out
+    together and their answers come back together -- one round trip to the server
+    whatever the batch holds. Live transfers come in batches of one or a few, and on a busy
+    machine every round trip waits for the server process and then for us to be scheduled
+    again. A large one (``STAGE_FROM_ROWS``) is staged with COPY, which pipeline mode
+    cannot carry: BEGIN; the users upsert and the staging table's preparation, pipelined;
+    COPY; the insert, dead letters and cursors, pipelined; COMMIT."""
     try:
         if len(batch.rows) >= STAGE_FROM_ROWS:
             async with conn.transaction():
                 return await _write_staged(conn, batch)
-        async with conn.pipeline(), conn.transaction():
-            return await _write(conn, batch, _INSERT_ROWS, _document(batch.rows))
+        return await _write_pipelined(conn, batch)
     except psycopg.Error as exc:
         raise translate(exc) from exc
+
+
+async def _write_pipelined(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+    async with conn.cursor() as cur, conn.cursor() as counts:
+        try:
+            # Leaving the transaction queues COMMIT; leaving the pipeline then sends it all
+            # and reads every answer.
+            async with conn.pipeline(), conn.transaction():
+                cursors = await _queue(cur, counts, batch, _INSERT_ROWS, _document(batch.rows))
+        except psycopg.Error:
+            # A statement failed: the server skipped the rest, COMMIT included, and holds
+            # the transaction open and aborted. (The transaction block had closed before the
+            # answers came, so it could not roll back itself.)
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.rollback()
+            raise
+        return await _result(batch, cursors, counts)
 
 
 async def _write_staged(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
@@ -243,8 +261,10 @@ async def _write_staged(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Wri
         insert, params = _INSERT_STAGED, None
     else:  # no TEMPORARY privilege: the document, in this transaction
         insert, params = _INSERT_ROWS, _document(batch.rows)
-    async with conn.pipeline():
-        return await _write(conn, batch, insert, params, users=False)
+    async with conn.cursor() as cur, conn.cursor() as counts:
+        async with conn.pipeline():
+            cursors = await _queue(cur, counts, batch, insert, params, users=False)
+        return await _result(batch, cursors, counts)
 
 
 def _document(rows: Sequence[RowLike]) -> dict[str, Any]:
@@ -258,36 +278,41 @@ async def _upsert_users(cur: psycopg.AsyncCursor[Any], rows: Sequence[RowLike]) 
         await cur.execute(_UPSERT_USERS, {"wallets": wallets})
 
 
-async def _write(conn: psycopg.AsyncConnection[Any], batch: Batch, insert: str,
-                 params: dict[str, Any] | None, *, users: bool = True) -> WriteResult:
-    """The batch's statements, the rows' ``insert`` among them (``users``: upsert the
-    counterparties first); in pipeline mode they go out together."""
+async def _queue(cur: psycopg.AsyncCursor[Any], counts: psycopg.AsyncCursor[Any], batch: Batch,
+                 insert: str, params: dict[str, Any] | None, *, users: bool = True) -> list[CursorAdvance]:
+    """The batch's statements, the rows' ``insert`` on ``counts`` (``users``: upsert the
+    counterparties first); in pipeline mode they are only queued. The cursors advanced."""
+    if batch.rows:
+        if users:
+            await _upsert_users(cur, batch.rows)
+        await counts.execute(insert, params)
+    if batch.dead_letters:
+        letters = batch.dead_letters
+        await cur.execute(_INSERT_DEAD_LETTERS, {
+            "stage": [d.stage for d in letters], "reason": [d.reason for d in letters],
+            "error": [d.error for d in letters], "signature": [d.signature for d in letters],
+            "wallet": [d.wallet for d in letters], "payload": [d.payload for d in letters],
+        })
+    cursors = _newest_per_wallet(batch.cursors)
+    if cursors:
+        await cur.execute(_ADVANCE_CURSORS, {
+            "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
+            "slot": [c.slot for c in cursors],
+        })
+    return cursors
+
+
+async def _result(batch: Batch, cursors: Sequence[CursorAdvance],
+                  counts: psycopg.AsyncCursor[Any]) -> WriteResult:
+    """The insert's answer on ``counts`` (rows matched to an agent, then inserted by type
+    and status), read once the pipeline has synced."""
     inserted: Counter[tuple[str, str]] = Counter()
     matched = 0
-    async with conn.cursor() as cur, conn.cursor() as counts:
-        if batch.rows:
-            if users:
-                await _upsert_users(cur, batch.rows)
-            await counts.execute(insert, params)
-        if batch.dead_letters:
-            letters = batch.dead_letters
-            await cur.execute(_INSERT_DEAD_LETTERS, {
-                "stage": [d.stage for d in letters], "reason": [d.reason for d in letters],
-                "error": [d.error for d in letters], "signature": [d.signature for d in letters],
-                "wallet": [d.wallet for d in letters], "payload": [d.payload for d in letters],
-            })
-        cursors = _newest_per_wallet(batch.cursors)
-        if cursors:
-            await cur.execute(_ADVANCE_CURSORS, {
-                "wallet": [c.wallet for c in cursors], "signature": [c.signature for c in cursors],
-                "slot": [c.slot for c in cursors],
-            })
-        if batch.rows:  # read last: fetching flushes the pipeline
-            for type_, status, count in await counts.fetchall():
-                if type_ == "":
-                    matched = int(count)
-                else:
-                    inserted[(type_, status)] += int(count)
+    for type_, status, count in await counts.fetchall() if batch.rows else ():
+        if type_ == "":
+            matched = int(count)
+        else:
+            inserted[(type_, status)] += int(count)
     total = sum(inserted.values())
     return WriteResult(
         inserted=inserted,
