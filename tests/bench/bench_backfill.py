@@ -8,9 +8,11 @@ that runs in its own process (so its CPU is not counted as ours; it still shares
 machine's two cores). PostgreSQL is embedded
 (non-durable) unless AMOCA_BENCH_DATABASE_URL names a server we may create databases on.
 Throughput counts distinct transactions of the agents' histories per second of the whole
-command (connect, probe, list pages, fetch, decode, write). Beside each run, the CPU time
+command after Python's start-up (its schema check and wallet lookup, connect, probe, list
+pages, fetch, decode, write). Beside each run, the CPU time
 of this process, of the cluster and of PostgreSQL (its server processes, from /proc) per
-transaction, so the reader sees which of them limits the figure on this machine.
+transaction, so the reader sees which of them limits the figure on this machine, and the
+share of the machine's CPU time its hypervisor gave to other guests (a contended spell).
 Prints figures; asserts nothing.
 """
 
@@ -38,18 +40,23 @@ from benchdb import (  # a sibling module: benchmarks run as scripts from this f
     postgres_pid,
     process_cpu,
     separate_cluster,
+    stolen_cpu,
     tree_cpu,
 )
 from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
 
 from indexer.backfill import Range
+from indexer.commands.backfill import _agent_wallets
 from indexer.commands.backfill import _run as run_backfill_command
+from indexer.commands.run import ensure_schema
 from indexer.config import load_settings
 from indexer.db import migrations
 from indexer.decode import decode_transaction
 from indexer.decode.memo import _parse_text
+from indexer.decode.transaction import _memo_bytes
 from indexer.localnet.workload import WorkloadConfig, run_workload
+from indexer.registry import Shard
 from indexer.rpc import RpcClient
 
 RUNS = 5
@@ -73,9 +80,13 @@ def count_rows(url: str) -> int:
 
 
 async def ours(url: str, rpc_url: str, wallets: list[str], distinct: int) -> tuple[float, int]:
-    """The `backfill` command's run, as the CLI does it (connect, probe, list, fetch, write)."""
-    config = replace(load_settings(), rpc_urls=(rpc_url,))
+    """The `backfill --wallet ...` command, as the CLI runs it once its arguments are parsed:
+    the schema check and the wallets' lookup (each on a connection of its own, as there),
+    then the run (connect, probe, list, fetch, write)."""
+    config = replace(load_settings(), rpc_urls=(rpc_url,), database_url=url)
     started = time.perf_counter()
+    ensure_schema(url, config, migrate=False)
+    wallets = _agent_wallets(url, tuple(wallets), False, Shard.parse("0/1"))
     summary = await run_backfill_command(config, url, wallets, Range(), concurrency=4, batch_size=100,
                                          dry_run=False, show_progress=False)
     seconds = time.perf_counter() - started
@@ -120,6 +131,7 @@ class Run:
     transactions: int
     rows: int
     cpu: dict[str, float]  # process -> CPU seconds during the run
+    stolen: float  # share of the machine's CPU time the hypervisor gave to other guests
 
     @property
     def rate(self) -> float:
@@ -142,17 +154,20 @@ class CpuMeter:
         gc.collect()
         gc.freeze()
         _parse_text.cache_clear()  # each run starts as a fresh command: no memo parsed yet
-        before = self.read()
+        _memo_bytes.cache_clear()
+        before, stolen, started = self.read(), stolen_cpu(), time.perf_counter()
         seconds, transactions = await work
+        stolen = (stolen_cpu() - stolen) / ((time.perf_counter() - started) * (os.cpu_count() or 1))
         await asyncio.sleep(0.2)  # closed backends are reaped into the postmaster's total
         after = self.read()
-        return Run(seconds, transactions, count_rows(url), {k: after[k] - before[k] for k in after})
+        return Run(seconds, transactions, count_rows(url), {k: after[k] - before[k] for k in after},
+                   stolen)
 
 
 def describe(run: Run) -> str:
     per_tx = ", ".join(f"{name} {cpu / run.transactions * 1e6:,.0f}" for name, cpu in run.cpu.items())
     return (f"{run.transactions} tx, {run.rows} rows in {run.seconds:.2f} s = {run.rate:,.0f} tx/s;"
-            f" CPU us/tx: {per_tx}")
+            f" CPU us/tx: {per_tx}; stolen {run.stolen:.0%}")
 
 
 async def main(count: int) -> None:
@@ -215,6 +230,11 @@ async def main(count: int) -> None:
     print(f"CPU per transaction, all three processes: the baseline spends "
           f"{work['baseline'] / work['ours']:.1f}x ours (less sensitive to other load on the machine"
           f" than the throughput ratio, which grows with it: the baseline waits on every round trip)")
+    print("CPU time the hypervisor gave to other guests during the runs (median): "
+          f"ours {statistics.median(r.stolen for r in ours_runs):.0%}, "
+          f"baseline {statistics.median(r.stolen for r in base_runs):.0%} (above a few per cent the"
+          " machine is contended; a slow spell can also come without it: compare the CPU per"
+          " transaction with other invocations)")
     print(f"note: the local cluster runs in its own process; {os.cpu_count()} CPUs here, "
           f"load average at the end {os.getloadavg()[0]:.1f}")
 
