@@ -154,8 +154,28 @@ class UnitSink(Protocol):
 class WalletProgress:
     wallet: str
     scanned: int = 0
-    submitted: int = 0
+    submitted: int = 0  # transactions of settled pages: committed (written or already there)
     done: bool = False
+    share: float | None = None  # of the range covered (see range_share); 1.0 once done
+
+
+def range_share(window: Range, top: SignatureInfoLike, reached: SignatureInfoLike) -> float | None:
+    """The share of ``window`` covered, pages running from its newest entry ``top`` back
+    to ``reached`` (the oldest entry committed so far), by slot or by block time as the
+    range's oldest bound is given (pure). None when that bound is a signature or absent:
+    a history's length is not known before its first transaction is reached."""
+    since = window.since
+    span: float
+    covered: float
+    if since is None:
+        return None
+    if since.slot is not None:
+        span, covered = top.slot - since.slot, top.slot - reached.slot
+    elif since.time is not None and top.block_time is not None and reached.block_time is not None:
+        span, covered = top.block_time - since.time.timestamp(), top.block_time - reached.block_time
+    else:
+        return None
+    return 1.0 if span <= 0 else min(1.0, max(0.0, covered / span))
 
 
 _LOAD = """
@@ -174,7 +194,7 @@ SET before_signature = excluded.before_signature, done = excluded.done, updated_
 @dataclass(slots=True)
 class _Page:
     task: asyncio.Future[Any] | None  # the page's units, committed; None: nothing chosen
-    oldest: str
+    oldest: SignatureInfoLike
     scanned: int
     submitted: int
 
@@ -245,11 +265,12 @@ async def backfill_wallet(
         row = stored.get(wallet)
         if row is not None:
             if row[1]:
-                progress.done = True
+                progress.done, progress.share = True, 1.0
                 return progress
             before = row[0] or before
     until = window.since.signature if window.since else None
     in_flight: deque[_Page] = deque()
+    top: SignatureInfoLike | None = None  # the newest entry of the range listed
 
     async def settle_oldest() -> None:
         oldest = in_flight[0]
@@ -257,9 +278,11 @@ async def backfill_wallet(
             await oldest.task
         in_flight.popleft()
         if pool is not None:
-            await _save(pool, wallet, range_key, oldest.oldest, done=False)
+            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False)
         progress.scanned += oldest.scanned
         progress.submitted += oldest.submitted
+        if top is not None:
+            progress.share = range_share(window, top, oldest.oldest)
         on_page(progress)
 
     try:
@@ -267,10 +290,12 @@ async def backfill_wallet(
             if not page:
                 break
             chosen, stop = select(page, window)
+            if top is None and chosen:
+                top = next(i for i in page if not _newer_than_until(i, window.until))
             while len(in_flight) >= max(1, pages_ahead):  # the next page is listed meanwhile
                 await settle_oldest()
             in_flight.append(_Page(_submit(pipeline, chosen, shared) if chosen else None,
-                                   page[-1].signature, len(page), len(chosen)))
+                                   page[-1], len(page), len(chosen)))
             if stop:
                 break
         while in_flight:
@@ -280,6 +305,7 @@ async def backfill_wallet(
             if unsettled.task is not None:
                 unsettled.task.add_done_callback(_consume)
     progress.done = True
+    progress.share = 1.0
     if pool is not None:
         await _save(pool, wallet, range_key, None, done=True)
     on_page(progress)
@@ -322,6 +348,10 @@ async def backfill_agent(
         parts[part.wallet] = part
         total.scanned = sum(p.scanned for p in parts.values())
         total.submitted = sum(p.submitted for p in parts.values())
+        # The agent is as far as its slowest address; unknown while any address is.
+        shares = [p.share for p in parts.values()]
+        total.share = (min(s for s in shares if s is not None)
+                       if len(parts) == len(addresses) and None not in shares else None)
         on_page(total)
 
     if shared is None:
@@ -329,6 +359,9 @@ async def backfill_agent(
     addresses = (wallet, *sorted(set(token_accounts) - {wallet}))
     if pool is not None and stored is None:
         stored = await load_progress(pool, addresses, window)
+    for address in addresses:  # done in an earlier run: it reports no page now
+        if pool is not None and stored is not None and stored.get(address, (None, False))[1]:
+            parts[address] = WalletProgress(address, done=True, share=1.0)
     try:
         async with asyncio.TaskGroup() as group:
             for address in addresses:
@@ -340,5 +373,5 @@ async def backfill_agent(
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
         raise first from None
-    total.done = True
+    total.done, total.share = True, 1.0
     return total

@@ -29,6 +29,8 @@ from indexer.sink import Batch, PostgresWriter, WriteResult, writer_pool
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool
+    from rich.console import Console
+    from rich.progress import Progress
 
     from indexer.rpc import RpcClient
 
@@ -54,6 +56,78 @@ def _agent_wallets(url: str, wanted: tuple[str, ...], all_agents: bool, shard: S
 
 
 _PROBE_SECONDS = 5.0
+
+
+def _progress_bar(show: bool, console: Console | None = None) -> Progress:
+    """One line per wallet and one overall: signatures scanned, transactions committed,
+    their rate, elapsed time and ETA. A wallet's bar and ETA come from the share of its
+    range covered, known when the range has an oldest slot or time (``range_share``);
+    without one, a history's length is unknown until its first transaction, and the bar
+    pulses. The overall ETA counts wallets done plus the known shares of those running.
+    (rich is imported here: the other commands start without it.)"""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class RateColumn(ProgressColumn):
+        """Transactions committed per second since the task began."""
+
+        def render(self, task: Task) -> Text:
+            elapsed, committed = task.elapsed, task.fields.get("committed", 0)
+            return Text(f"{committed / elapsed:,.0f} tx/s" if elapsed else "", style="progress.data.speed")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                    TextColumn("{task.fields[scanned]:,} scanned"),
+                    TextColumn("{task.fields[committed]:,} committed"), RateColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), disable=not show, transient=False,
+                    console=console)
+
+
+def _overall_label(finished: int, wallets: int) -> str:
+    return f"all wallets ({finished}/{wallets} finished)"
+
+
+class _Tally:
+    """What the wallets report, shown twice: on the overall bar and as the backfill
+    metrics (``backfill_signatures_total``, ``backfill_transactions_total``,
+    ``backfill_wallets_remaining``) that ``--metrics-port`` serves."""
+
+    def __init__(self, wallets: int, bar: Progress, metrics: Metrics) -> None:
+        self.wallets, self.bar, self.metrics = wallets, bar, metrics
+        self.reports: dict[str, WalletProgress] = {}
+        self.counted: dict[str, tuple[int, int]] = {}  # wallet -> (scanned, committed) counted
+        self.ended: set[str] = set()  # wallets finished, done or failed
+        self.overall = bar.add_task(_overall_label(0, wallets), total=wallets, scanned=0, committed=0)
+        metrics.backfill_wallets_remaining.set(wallets)
+
+    def page(self, wallet: str, progress: WalletProgress) -> None:
+        self.reports[wallet] = progress
+        scanned, committed = self.counted.get(wallet, (0, 0))
+        self.metrics.backfill_signatures.inc(progress.scanned - scanned)
+        self.metrics.backfill_transactions.inc(progress.submitted - committed)
+        self.counted[wallet] = (progress.scanned, progress.submitted)
+        self._show()
+
+    def finish(self, wallet: str) -> None:
+        self.ended.add(wallet)
+        self.metrics.backfill_wallets_remaining.set(self.wallets - len(self.ended))
+        self._show()
+
+    def _show(self) -> None:
+        # Wallets finished, plus the share of those running where it is known.
+        running = sum(p.share or 0.0 for w, p in self.reports.items() if w not in self.ended)
+        self.bar.update(self.overall, description=_overall_label(len(self.ended), self.wallets),
+                        scanned=sum(p.scanned for p in self.reports.values()),
+                        committed=sum(p.submitted for p in self.reports.values()),
+                        completed=len(self.ended) + running)
 
 
 class _DryWriter:
@@ -135,21 +209,33 @@ def _fewer_collections(factor: int = 20) -> Iterator[None]:
 
 
 async def _run(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
-               batch_size: int, dry_run: bool, show_progress: bool) -> dict[str, Any]:
-    with _fewer_collections():
-        return await _backfill(config, url, wallets, window, concurrency=concurrency,
-                               batch_size=batch_size, dry_run=dry_run, show_progress=show_progress)
+               batch_size: int, dry_run: bool, show_progress: bool,
+               metrics_port: int | None = None) -> dict[str, Any]:
+    registry = CollectorRegistry()
+    server = None
+    if metrics_port is not None:  # before any work: a port in use is a mistake to report now
+        from indexer.ops import start_ops_server
+        server = await start_ops_server(registry, {}, port=metrics_port)
+        # On stderr in every mode (port 0 picks a free one); --json keeps stdout clean.
+        click.echo(f"metrics on http://0.0.0.0:{server.port}/metrics", err=True)
+    try:
+        with _fewer_collections():
+            return await _backfill(config, url, wallets, window, concurrency=concurrency,
+                                   batch_size=batch_size, dry_run=dry_run, show_progress=show_progress,
+                                   registry=registry)
+    finally:
+        if server is not None:
+            await server.close()
 
 
 async def _backfill(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
-                    batch_size: int, dry_run: bool, show_progress: bool) -> dict[str, Any]:
+                    batch_size: int, dry_run: bool, show_progress: bool,
+                    registry: CollectorRegistry) -> dict[str, Any]:
     from psycopg_pool import AsyncConnectionPool
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from indexer.pipeline import TASK_OWNERS_KEPT, Pipeline
     from indexer.rpc import RpcClient
 
-    registry = CollectorRegistry()
     metrics = Metrics(registry)
     watched = frozenset(wallets)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, min_size=1, max_size=concurrency + 2,
@@ -188,21 +274,19 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             pipeline.remember_task_owners(tasks)
             runner = asyncio.create_task(pipeline.run())
             gate = asyncio.Semaphore(concurrency)
-            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[scanned]} scanned"), TimeElapsedColumn(),
-                          disable=not show_progress, transient=False) as bar:
-                overall = bar.add_task("all wallets", total=len(wallets), scanned=0)
-                scanned: dict[str, int] = {}
+            with _progress_bar(show_progress) as bar:
+                tally = _Tally(len(wallets), bar, metrics)
                 shared: InFlight = {}
 
                 async def one(wallet: str) -> None:
                     async with gate:
-                        task = bar.add_task(wallet[:8] + "…", total=None, scanned=0)
+                        task = bar.add_task(wallet[:8] + "…", total=None, scanned=0, committed=0)
 
                         def on_page(progress: WalletProgress) -> None:
-                            scanned[wallet] = progress.scanned
-                            bar.update(task, scanned=progress.scanned, completed=progress.submitted)
-                            bar.update(overall, scanned=sum(scanned.values()))
+                            share = progress.share
+                            bar.update(task, scanned=progress.scanned, committed=progress.submitted,
+                                       total=None if share is None else 1.0, completed=share or 0.0)
+                            tally.page(wallet, progress)
 
                         try:
                             done.append(await backfill_agent(
@@ -214,7 +298,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                             failures[wallet] = str(exc)
                         finally:
                             bar.remove_task(task)
-                            bar.advance(overall)
+                            tally.finish(wallet)
 
                 await asyncio.gather(*(one(w) for w in wallets))
             runner.cancel()
@@ -259,9 +343,11 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
 @click.option("--rpc-url", "rpc_urls", multiple=True, metavar="URL", help="HTTP JSON-RPC endpoint.")
 @click.option("--dry-run", is_flag=True, help="Decode and report; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve /metrics (backfill progress, RPC, writes) on this port while running.")
 def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool, shard: str | None,
             since: str | None, until: str | None, concurrency: int, batch_size: int,
-            rpc_urls: tuple[str, ...], dry_run: bool, as_json: bool) -> None:
+            rpc_urls: tuple[str, ...], dry_run: bool, as_json: bool, metrics_port: int | None) -> None:
     """Index wallets' history: resumable, idempotent, safe beside the daemon."""
     if bool(wallets) == all_agents:
         raise click.UsageError("give either --wallet W (one or more) or --all")
@@ -278,7 +364,7 @@ def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool
     targets = _agent_wallets(url, wallets, all_agents, Shard.parse(shard or "0/1"))
     summary = asyncio.run(_run(config, url, targets, window, concurrency=concurrency,
                                batch_size=batch_size, dry_run=dry_run,
-                               show_progress=not as_json))
+                               show_progress=not as_json, metrics_port=metrics_port))
     if as_json:
         click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     else:

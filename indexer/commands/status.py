@@ -1,4 +1,4 @@
-"""`amoca-indexer status`: cursors, slot lag, pending rows, dead letters."""
+"""`amoca-indexer status`: cursors, slot lag, pending rows, dead letters, backfills."""
 
 from __future__ import annotations
 
@@ -22,6 +22,10 @@ _QUERIES = {
     "oldest_pending_slot": "SELECT min(slot) FROM transactions WHERE status = 'pending'",
     "transactions": "SELECT count(*) FROM transactions",
     "dead_letters_open": "SELECT count(*) FROM dead_letters WHERE resolved_at IS NULL",
+    # Backfills store progress per address and range after every committed page.
+    "backfill_addresses_done": "SELECT count(*) FROM backfill_progress WHERE done",
+    "backfill_addresses_unfinished": "SELECT count(*) FROM backfill_progress WHERE NOT done",
+    "backfill_last_progress_at": "SELECT max(updated_at) FROM backfill_progress",
 }
 
 
@@ -58,7 +62,7 @@ def gather(url: str, rpc_urls: tuple[str, ...]) -> dict[str, Any]:
 @database_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(database_url: str | None, as_json: bool) -> None:
-    """Show cursors, slot lag, pending rows and dead letters."""
+    """Show cursors, slot lag, pending rows, dead letters and backfill progress."""
     config = settings(database_url=database_url)
     report = gather(resolve_database_url(config, announce=False), config.rpc_urls)
     if as_json:

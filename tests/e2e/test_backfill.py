@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -267,7 +268,12 @@ async def test_dry_run_writes_nothing_but_counts(history: History, history_db: s
 async def test_user_mistakes_give_one_clear_line(history: History, history_db: str) -> None:
     rpc = history.net.http_url
     stranger = "Vote111111111111111111111111111111111111111"
+    taken = socket.socket()  # a metrics port another process holds
+    taken.bind(("0.0.0.0", 0))  # noqa: S104  (as the metrics endpoint binds)
+    taken.listen()
     cases = {
+        "metrics port in use": ((history_db, rpc, "--all", "--metrics-port", str(taken.getsockname()[1])),
+                                "cannot listen on"),
         "unknown wallet": ((history_db, rpc, "--wallet", stranger), "not an agent wallet"),
         "since after until": ((history_db, rpc, "--all", "--since", "200", "--until", "100"),
                               "is after --until"),
@@ -278,7 +284,8 @@ async def test_user_mistakes_give_one_clear_line(history: History, history_db: s
                             "cannot reach the RPC endpoint"),
         "no target": ((history_db, rpc), "either --wallet"),
     }
-    runs = await asyncio.gather(*(backfill(*args) for args, _ in cases.values()))
+    with taken:
+        runs = await asyncio.gather(*(backfill(*args) for args, _ in cases.values()))
     for (case, (_, message)), run in zip(cases.items(), runs, strict=True):
         assert run.code != 0, case
         assert "Traceback" not in run.stderr + run.stdout, (case, run.stderr)

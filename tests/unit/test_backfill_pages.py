@@ -8,11 +8,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, backfill_wallet
+from indexer.backfill import (
+    Bound,
+    InFlight,
+    Range,
+    WalletProgress,
+    backfill_agent,
+    backfill_wallet,
+    range_share,
+)
 from indexer.errors import RpcUnavailable
 from indexer.pipeline import WorkUnit
 
@@ -169,3 +178,58 @@ async def test_agents_backfilled_together_fetch_a_transaction_between_them_once(
     totals = await asyncio.wait_for(asyncio.gather(*runs), 5)
     assert [(t.scanned, t.submitted) for t in totals] == [(2, 2), (2, 2)]
     assert shared == {}  # committed units leave the table
+
+
+async def test_the_share_of_the_range_covered_grows_page_by_page() -> None:
+    """With an oldest slot, each settled page tells how much of the range is covered: the
+    progress bar's fraction and ETA."""
+    pages, units = Pages(count=3, size=4), Units()  # slots 1000 (newest) .. 989
+    shares: list[float | None] = []
+    run = asyncio.create_task(backfill_wallet("W", Range(since=Bound(slot=989)), rpc=pages,
+                                              pipeline=units, pool=None,
+                                              on_page=lambda p: shares.append(p.share)))
+    for page in range(3):
+        await units.until_submitted(2 * (page + 1))
+        units.commit_page(page)
+    await asyncio.wait_for(run, 5)
+    assert shares == pytest.approx([3 / 11, 7 / 11, 1.0, 1.0])
+
+
+def test_range_share_by_slot_by_time_or_unknown() -> None:
+    top, reached = Info("a", 1000, 1_700_000_100), Info("b", 900, 1_700_000_060)
+    assert range_share(Range(since=Bound(slot=800)), top, reached) == pytest.approx(0.5)
+    since = Bound(time=datetime.fromtimestamp(1_700_000_000, UTC))
+    assert range_share(Range(since=since), top, reached) == pytest.approx(0.4)
+    assert range_share(Range(since=Bound(slot=950)), top, reached) == 1.0  # past the bound
+    assert range_share(Range(since=Bound(slot=1000)), top, top) == 1.0  # an empty span
+    assert range_share(Range(), top, reached) is None  # history back to its first transaction
+    assert range_share(Range(since=Bound(signature="x" * 88)), top, reached) is None
+    assert range_share(Range(since=since), Info("a", 1000), reached) is None  # no block time
+
+
+class SlotHistories:
+    """Addresses with one page each, of (signature, slot) entries."""
+
+    def __init__(self, pages: dict[str, list[tuple[str, int]]]) -> None:
+        self.pages = pages
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        yield [Info(signature, slot) for signature, slot in self.pages[address]]
+
+
+async def test_an_agent_is_as_far_as_its_slowest_address() -> None:
+    histories = SlotHistories({"W": [("w-1", 100), ("w-2", 90)], "T": [("t-1", 100), ("t-2", 50)]})
+    units, reports = Units(), []
+    run = asyncio.create_task(backfill_agent(
+        "W", ["T"], Range(since=Bound(slot=0)), rpc=histories, pipeline=units, pool=None,
+        on_page=lambda p: reports.append(p.share)))
+    await units.until_submitted(2)
+    units.units["t-1"][1].set_result(None)  # T: covered to slot 50 of 100..0, then done
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert reports == [None, None]  # W has not reported: the agent's share is unknown
+    units.units["w-1"][1].set_result(None)  # W: covered to slot 90, then done
+    total = await asyncio.wait_for(run, 5)
+    assert reports == [None, None, pytest.approx(0.1), 1.0]  # W's 0.1, not T's 1.0
+    assert total.share == 1.0
