@@ -69,6 +69,19 @@ def freeze_long_lived_objects() -> None:
     log.info("gc_frozen", objects=gc.get_freeze_count())
 
 
+async def _cancel_until_done(tasks: set[asyncio.Task[Any]], *, every: float = 1.0) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again every ``every`` s: a task whose
+    cancellation was swallowed on the way would otherwise hold the shutdown forever."""
+    pending = tasks
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=every)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: one that ended the run was logged when it did
+
+
 def shard_lock_key(shard: Shard) -> int:
     digest = hashlib.sha256(f"amoca-indexer:shard:{shard}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -146,7 +159,8 @@ class Daemon:
             except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
                 log.warning("shard_lock_unavailable", error=str(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await self.stopping.wait()
         return None
 
     async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any]) -> None:
@@ -321,7 +335,8 @@ class Daemon:
                     await asyncio.sleep(LOCK_PROBE_INTERVAL)
                     try:
                         # Bounded: a peer that vanished without a FIN would hang it forever.
-                        await asyncio.wait_for(lock_conn.execute("SELECT 1"), LOCK_PROBE_TIMEOUT)
+                        async with asyncio.timeout(LOCK_PROBE_TIMEOUT):
+                            await lock_conn.execute("SELECT 1")
                     except (psycopg.Error, OSError, TimeoutError) as exc:
                         log.warning("shard_lock_lost", shard=str(self.shard),
                                     error=first_line(exc))
@@ -359,30 +374,26 @@ class Daemon:
                     if task not in (stop, watch) and not task.cancelled() and task.exception():
                         log.error("daemon_task_failed", task=task.get_name(),
                                   error=repr(task.exception()))
-                watch.cancel()
-                stop.cancel()
                 # Awaited: a lock probe cut short cancels its query, which must happen
                 # before the lock's connection is closed (psycopg logged "query
                 # cancellation failed: connection socket closed" at some shutdowns).
-                await asyncio.gather(watch, stop, return_exceptions=True)
+                # Cancelled again until they end, as the intake below.
+                await _cancel_until_done({watch, stop})
             finally:
                 # Shutdown order: stop intake, drain the pipeline within the deadline,
                 # then cancel the rest and close the pools. Without the shard lock nothing
                 # more is written (a standby may own the shard by now): no drain. What was
                 # in flight is not lost: no cursor passed it, the next gap-fill fetches it.
                 # Cancelled again until they end: a gap-fill worker was seen waiting on its
-                # queue after its cancellation had been swallowed somewhere in a fill.
-                pending = set(intake)
-                while pending:
-                    for task in pending:
-                        task.cancel()
-                    _, pending = await asyncio.wait(pending, timeout=1.0)
-                for task in intake:
-                    if not task.cancelled():
-                        task.exception()  # retrieved (logged above when it ended the run)
+                # queue after its cancellation had been swallowed somewhere in a fill. On
+                # Python 3.11 asyncio.wait_for does that when the awaited work ends in the
+                # same tick (python/cpython#86296); ours are gone (ruff bans it), but
+                # psycopg_pool still waits for a connection with it.
+                await _cancel_until_done(set(intake))
                 if not lock_lost:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(pipeline.wait_idle(), settings.shutdown_timeout)
+                        async with asyncio.timeout(settings.shutdown_timeout):
+                            await pipeline.wait_idle()
                 for task in workers:
                     task.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
@@ -451,7 +462,8 @@ class Daemon:
 
     async def _database_problem(self) -> str | None:
         try:
-            conn = await asyncio.wait_for(self._connect(), timeout=2.0)
+            async with asyncio.timeout(2.0):
+                conn = await self._connect()
             await conn.close()
         except Exception as exc:
             return f"database: {exc}"

@@ -142,7 +142,8 @@ async def _demo(rate: float, count: int, agents: int, users: int, port: int,
                         if stop.is_set():
                             break  # the last view rendered is the state at Ctrl-C; it stays on screen
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(stop.wait(), timeout=1.0)
+                            async with asyncio.timeout(1.0):
+                                await stop.wait()
             finally:
                 workload_task.cancel()
                 daemon.stopping.set()

@@ -422,8 +422,8 @@ class Localnet:
         for client in clients:
             with contextlib.suppress(Exception):
                 # Do not wait long for the peer's close frame: a dead peer never sends one.
-                await asyncio.wait_for(
-                    client.ws.close(code=1001, message=b"dropped by fault injection"), 1.0)
+                async with asyncio.timeout(1.0):
+                    await client.ws.close(code=1001, message=b"dropped by fault injection")
         return len(clients)
 
     def fork(self, slot: int | None = None) -> dict[str, Any]:
