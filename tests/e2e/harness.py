@@ -132,6 +132,15 @@ def after_fork(truth: Iterable[dict[str, Any]], dropped: Iterable[str]) -> list[
     return rows
 
 
+def metric_samples(text: str) -> dict[str, float]:
+    """A /metrics page: sample name (labels summed away) -> value."""
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
 async def eventually(check: Callable[[], list[str]], *, deadline: float, what: str) -> None:
     """Re-check (every 200 ms) until ``check`` reports no problem or ``deadline`` s pass."""
     loop = asyncio.get_running_loop()

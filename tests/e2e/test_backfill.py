@@ -12,6 +12,7 @@ registers its agents, users and tasks in a database that every test copies.
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import socket
 import sys
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import orjson
 import psycopg
 import pytest
@@ -34,7 +36,9 @@ from tests.e2e.harness import (
     database_rows,
     differences,
     eventually,
+    eventually_async,
     expected_rows,
+    metric_samples,
     running_daemon,
     stats_consistent,
 )
@@ -207,6 +211,49 @@ async def test_killed_mid_run_resumes_where_it_stopped(history: History, history
     # The addresses finished before the kill were not paged again.
     assert {a: before[a] for a in finished} == {a: after[a] for a in finished}
     assert run.summary()["signatures_scanned"] < len({r["signature"] for r in history.truth})
+
+
+async def test_metrics_port_serves_the_run_while_it_lasts(history: History, history_db: str) -> None:
+    """``--metrics-port 0`` prints its address on stderr; scraped mid-run, the backfill's
+    counters have moved and wallets remain; once the command ends, nothing listens."""
+    net = history.net
+    # Slowed as in the kill test: a call per transaction at 30 ms, seconds of run left.
+    net.faults.latency_ms, net.faults.latency_until = 30.0, float("inf")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1",
+                   "--batch-size", "1", "--metrics-port", "0"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert process.stderr is not None
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        found = re.fullmatch(r"metrics on http://0\.0\.0\.0:(\d+)/metrics\n", line)
+        assert found, line
+        url = f"http://127.0.0.1:{found[1]}/metrics"
+        seen: dict[str, float] = {}
+
+        async def moving() -> list[str]:
+            async with aiohttp.ClientSession() as session, session.get(url) as response:
+                assert response.status == 200
+                seen.update(metric_samples(await response.text()))
+            return [f"{name} is 0" for name in ("amoca_indexer_backfill_signatures_total",
+                                                 "amoca_indexer_backfill_transactions_total")
+                    if not seen.get(name)]
+
+        await eventually_async(moving, deadline=60, what="backfill counters moving on /metrics")
+        assert 1 <= seen["amoca_indexer_backfill_wallets_remaining"] <= len(history.agents)
+    finally:
+        net.faults.latency_ms, net.faults.latency_until = 0.0, 0.0
+    out, err = await asyncio.wait_for(process.communicate(), 90)
+    assert process.returncode == 0, err.decode()
+    summary = orjson.loads(out)
+    # Scraped mid-run: short of the totals the run ends with.
+    assert seen["amoca_indexer_backfill_transactions_total"] < summary["transactions_processed"]
+    assert seen["amoca_indexer_backfill_signatures_total"] < summary["signatures_scanned"]
+    assert seen["amoca_indexer_rpc_requests_total"] > 0
+    assert_equal(backfilled(history.truth), history_db)
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as session, session.get(url):
+            pass
 
 
 async def test_beside_the_daemon_the_database_equals_the_truth(history: History,

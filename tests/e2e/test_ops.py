@@ -26,20 +26,12 @@ from tests.e2e.harness import (
     eventually,
     eventually_async,
     expected_rows,
+    metric_samples,
     running_daemon,
 )
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=13)
 SECRET = "secret-key-xyz"  # noqa: S105 -- a fake API key, to catch leaks
-
-
-def samples(text: str) -> dict[str, float]:
-    """Sample name (labels summed away) -> value."""
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
-    return totals
 
 
 async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> None:
@@ -92,7 +84,7 @@ async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> Non
                 async with http.get(f"{base}/metrics") as response:
                     assert response.status == 200
                     text = await response.text()
-                metrics = samples(text)
+                metrics = metric_samples(text)
                 return metrics_problems()
 
             await eventually_async(poll, deadline=30, what="metrics after the workload")
