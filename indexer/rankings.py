@@ -65,30 +65,31 @@ async def refresh_now(conn: psycopg.AsyncConnection[Any], metrics: Metrics | Non
     return elapsed
 
 
-_MAY_VACUUM_BOARD = """
+MAY_VACUUM_BOARD = """
 SELECT r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE')
        OR CASE WHEN current_setting('server_version_num')::int >= 170000
                THEN has_table_privilege('leaderboard_rankings', 'MAINTAIN') ELSE false END
 FROM pg_class c, pg_roles r
 WHERE c.oid = 'leaderboard_rankings'::regclass AND r.rolname = current_user
 """
+# SKIP_LOCKED: a vacuum already running (autovacuum) is left to finish it.
+VACUUM_BOARD = "VACUUM (SKIP_LOCKED) leaderboard_rankings"
 
 
 async def may_vacuum_board(conn: psycopg.AsyncConnection[Any]) -> bool:
     """Whether this session may VACUUM leaderboard_rankings (without it, VACUUM only warns)."""
     try:
-        row = await (await conn.execute(_MAY_VACUUM_BOARD)).fetchone()
+        row = await (await conn.execute(MAY_VACUUM_BOARD)).fetchone()
     except psycopg.Error as exc:
         raise translate(exc) from exc
     return bool(row and row[0])
 
 
 async def vacuum_board(conn: psycopg.AsyncConnection[Any]) -> float:
-    """VACUUM leaderboard_rankings on ``conn`` (autocommit); returns its duration in seconds.
-    SKIP_LOCKED: a vacuum already running (autovacuum) is left to finish it."""
+    """VACUUM leaderboard_rankings on ``conn`` (autocommit); returns its duration in seconds."""
     started = time.monotonic()
     try:
-        await conn.execute("VACUUM (SKIP_LOCKED) leaderboard_rankings")
+        await conn.execute(VACUUM_BOARD)
     except psycopg.Error as exc:
         raise translate(exc) from exc
     return time.monotonic() - started
