@@ -264,8 +264,9 @@ async def backfill_wallet(
             stored = await load_progress(pool, [wallet], window)
         row = stored.get(wallet)
         if row is not None:
-            if row[1]:
+            if row[1]:  # done in an earlier run: nothing to list, reported as done
                 progress.done, progress.share = True, 1.0
+                on_page(progress)
                 return progress
             before = row[0] or before
     until = window.since.signature if window.since else None
@@ -359,9 +360,6 @@ async def backfill_agent(
     addresses = (wallet, *sorted(set(token_accounts) - {wallet}))
     if pool is not None and stored is None:
         stored = await load_progress(pool, addresses, window)
-    for address in addresses:  # done in an earlier run: it reports no page now
-        if pool is not None and stored is not None and stored.get(address, (None, False))[1]:
-            parts[address] = WalletProgress(address, done=True, share=1.0)
     try:
         async with asyncio.TaskGroup() as group:
             for address in addresses:

@@ -233,3 +233,23 @@ async def test_an_agent_is_as_far_as_its_slowest_address() -> None:
     total = await asyncio.wait_for(run, 5)
     assert reports == [None, None, pytest.approx(0.1), 1.0]  # W's 0.1, not T's 1.0
     assert total.share == 1.0
+
+
+async def test_an_address_done_in_an_earlier_run_counts_as_done(db_url: str) -> None:
+    """Resumed: T finished before (stored progress says done), so it lists nothing and
+    reports itself done at once; the agent's share is then W's alone."""
+    from psycopg_pool import AsyncConnectionPool
+
+    histories = SlotHistories({"W": [("w-1", 100), ("w-2", 90)]})  # T is never listed
+    units, reports = Units(), []
+    async with AsyncConnectionPool(db_url, min_size=1, max_size=2, open=False,
+                                   kwargs={"autocommit": True}) as pool:
+        run = asyncio.create_task(backfill_agent(
+            "W", ["T"], Range(since=Bound(slot=0)), rpc=histories, pipeline=units, pool=pool,
+            on_page=lambda p: reports.append(p.share), stored={"T": (None, True)}))
+        await units.until_submitted(1)
+        units.units["w-1"][1].set_result(None)  # W: covered to slot 90 of 100..0, then done
+        total = await asyncio.wait_for(run, 5)
+    assert reports == [None, pytest.approx(0.1), 1.0]  # T done first; W not reported yet
+    assert total.share == 1.0
+    assert total.done
