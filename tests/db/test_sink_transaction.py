@@ -44,24 +44,25 @@ def _batch(conn: psycopg.Connection, n: int, status: str = "pending") -> Batch:
                  dead_letters=(DeadLetter(stage="decode", reason="test", error="e", signature="x"),))
 
 
-@pytest.mark.parametrize("staged", [False, True], ids=["document", "staged"])
+@pytest.mark.parametrize("path", ["document", "staged", "copied"])
 async def test_a_failing_statement_leaves_nothing_and_the_connection_usable(
-        conn: psycopg.Connection, db_url: str, staged: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        conn: psycopg.Connection, db_url: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Staged: the failed transaction also took the staging table it created with it; the
     # next batch on the same connection creates it again.
-    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 1 if staged else 10**9)
+    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 10**9 if path == "document" else 1)
+    copy = path == "copied"
     make_agent(conn, 1)
     before = _state(conn)
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
         # The row insert (second statement) fails; the users upsert before it and the dead
         # letter and cursor after it were sent in the same pipeline.
         with pytest.raises(DatabaseError) as failure:
-            await write_batch(aconn, _batch(conn, 1, status="bogus"))
+            await write_batch(aconn, _batch(conn, 1, status="bogus"), copy=copy)
         assert failure.value.sqlstate == "23514"  # check_violation: permanent, not retried
         assert _state(conn) == before
         assert aconn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
-        result = await write_batch(aconn, _batch(conn, 2))
+        result = await write_batch(aconn, _batch(conn, 2), copy=copy)
     assert result.inserted == Counter({("funding", "pending"): 1})
     assert (result.dead_letters, result.cursors) == (1, 1)
     after = _state(conn)

@@ -1,7 +1,8 @@
 """The sink's row insert against a real PostgreSQL: every column of a row arrives as the
 decoder made it (exact amounts, block time as UTC, task only when known, metadata), and
 writing the same batch again changes nothing -- whether the batch goes as one JSON
-document (small batches) or is staged with COPY (large ones)."""
+document (small batches), is copied straight into the table or staged with COPY (large
+ones)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, cast
 
 import orjson
 import psycopg
@@ -54,10 +56,10 @@ def _register(conn: psycopg.Connection) -> None:
                  (TASK, PAYER, AGENT))
 
 
-@pytest.fixture(params=["document", "staged"])
+@pytest.fixture(params=["document", "staged", "copied"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each test of a write runs both ways: every batch staged, or none."""
-    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 1 if request.param == "staged" else 10**9)
+    """Each test of a write runs three ways: every batch large (copied, or staged), or none."""
+    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 10**9 if request.param == "document" else 1)
     return str(request.param)
 
 
@@ -71,8 +73,10 @@ async def test_rows_arrive_column_for_column_and_twice_is_once(conn: psycopg.Con
         _row(4, agent=OTHER_AGENT),
     )
     async with await psycopg.AsyncConnection.connect(db_url) as aconn:
-        first = await write_batch(aconn, Batch(rows=rows))
-        again = await write_batch(aconn, Batch(rows=rows))
+        first = await write_batch(aconn, Batch(rows=rows), copy=path == "copied")
+        again = await write_batch(aconn, Batch(rows=rows), copy=path == "copied")
+    assert first.copied == (path == "copied")
+    assert not again.copied  # a copy meeting rows already there is inserted instead
     assert first.inserted == Counter({("payment", "pending"): 3})
     assert (first.duplicates, first.without_agent) == (0, 1)
     assert (again.inserted_total, again.duplicates, again.without_agent) == (0, 3, 1)
@@ -151,8 +155,25 @@ def test_a_staged_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
 
 async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
         conn: psycopg.Connection, db_url: str) -> None:
-    """A hardened database may deny TEMPORARY to the indexer's role: the batch is written
-    all the same, without a staging table."""
+    """A hardened database may deny TEMPORARY to the indexer's role: a batch that cannot
+    be copied is written all the same, without a staging table."""
+    _register(conn)
+    database = conn.execute("SELECT current_database()").fetchone()
+    assert database is not None
+    conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database[0]}" FROM PUBLIC')
+    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.STAGE_FROM_ROWS + 1))
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        await aconn.execute("SET ROLE amoca_indexer")
+        await aconn.commit()
+        result = await write_batch(aconn, Batch(rows=rows), copy=False)
+        staging = await (await aconn.execute("SELECT to_regclass('pg_temp.amoca_staged_rows')")).fetchone()
+    assert result.inserted == Counter({("payment", "pending"): len(rows)})
+    assert staging == (None,)
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (len(rows),)
+
+
+async def test_a_copy_needs_no_staging_table_and_no_temporary_privilege(
+        conn: psycopg.Connection, db_url: str) -> None:
     _register(conn)
     database = conn.execute("SELECT current_database()").fetchone()
     assert database is not None
@@ -163,6 +184,62 @@ async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
         await aconn.commit()
         result = await write_batch(aconn, Batch(rows=rows))
         staging = await (await aconn.execute("SELECT to_regclass('pg_temp.amoca_staged_rows')")).fetchone()
+    assert result.copied
     assert result.inserted == Counter({("payment", "pending"): len(rows)})
     assert staging == (None,)
-    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (len(rows),)
+
+
+async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """COPY fails as a whole on a row already there (a backfill beside the daemon): the
+    batch is rolled back and inserted instead, skipping that row; nothing is lost or
+    written twice. The same row twice in one batch is copied once. The stats triggers see
+    each row once, either way."""
+    _register(conn)
+    # Confirmed (the sink takes any status; the decoder makes pending or failed rows): such
+    # rows move the stats at once.
+    rows = [replace(_row(n, signature=a_signature(n)), status=cast(Any, "confirmed"))
+            for n in range(1, 2 * sink.STAGE_FROM_ROWS + 1)]
+    half = sink.STAGE_FROM_ROWS
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        first = await write_batch(aconn, Batch(rows=(*rows[:half], rows[0])))
+        second = await write_batch(aconn, Batch(rows=tuple(rows[half // 2:])))
+    assert (first.copied, first.inserted_total, first.duplicates) == (True, half, 1)
+    assert (second.copied, second.inserted_total, second.duplicates) == (False, len(rows) - half, half // 2)
+    stored = conn.execute("SELECT count(*), count(DISTINCT transaction_signature) FROM transactions")
+    assert stored.fetchone() == (len(rows), len(rows))
+    earned = conn.execute("SELECT s.total_earnings, u.total_spent FROM agent_stats s, users u"
+                          " WHERE u.wallet_address = %s", (PAYER,)).fetchone()
+    assert earned == (Decimal("1.234567891") * len(rows),) * 2
+
+
+async def test_the_writer_inserts_while_its_batches_meet_rows_already_written(
+        conn: psycopg.Connection, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rerun over indexed history pays one failed COPY, not one a batch; once a batch
+    meets no row already there, the writer copies again."""
+    _register(conn)
+    copies: list[bool] = []
+    copy_rows = sink._write_copied
+
+    async def observed(aconn: psycopg.AsyncConnection, batch: Batch) -> sink.WriteResult:
+        copies.append(True)
+        return await copy_rows(aconn, batch)
+
+    monkeypatch.setattr(sink, "_write_copied", observed)
+    size = sink.STAGE_FROM_ROWS
+    batches = [tuple(_row(n, signature=a_signature(n)) for n in range(start, start + size))
+               for start in (1, 1 + size, 1 + 2 * size, 1 + 3 * size)]
+    pool = sink.writer_pool(db_url)
+    await pool.open()
+    try:
+        writer = sink.PostgresWriter(pool, give_up_after=5)
+        results = []
+        for rows in (batches[0], batches[0], batches[1], batches[2]):
+            # written; again (copy fails, inserted); new rows inserted; new rows copied
+            results.append(await writer(Batch(rows=rows)))
+    finally:
+        await pool.close()
+    assert [r.copied for r in results] == [True, False, False, True]
+    assert [r.inserted_total for r in results] == [size, 0, size, size]
+    assert len(copies) == 3  # the third batch went straight to the insert
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (3 * size,)
