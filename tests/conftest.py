@@ -103,3 +103,18 @@ def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to this test's migrated database."""
     with psycopg.connect(db_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def indexer_login_url(db_url: str) -> Iterator[str]:
+    """A URL that logs in as a fresh role whose only privilege is membership of amoca_indexer."""
+    name = f"amoca_indexer_login_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE amoca_indexer").format(sql.Identifier(name)))
+    params = conninfo.conninfo_to_dict(db_url)
+    params["user"] = name
+    try:
+        yield conninfo.make_conninfo(**params)
+    finally:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))

@@ -398,6 +398,25 @@ def test_rank_command_refreshes_one_period(db_url: str, conn: psycopg.Connection
         time.sleep(0.05)
 
 
+def test_rank_command_as_a_role_that_may_not_vacuum_leaves_the_board_to_autovacuum(
+        indexer_login_url: str, conn: psycopg.Connection, world: World) -> None:
+    """A login holding only amoca_indexer (and, on PostgreSQL 17+, not MAINTAIN either:
+    an operator's choice) refreshes the board and says it did not vacuum it, with no
+    warning and exit status 0."""
+    conn.execute("""DO $$ BEGIN
+        IF current_setting('server_version_num')::int >= 170000 THEN
+            EXECUTE 'REVOKE MAINTAIN ON leaderboard_rankings FROM amoca_indexer';
+        END IF; END $$""")
+    done = subprocess.run([sys.executable, "-m", "indexer", "rank", "--database-url", indexer_login_url],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "board left to autovacuum: this role may not VACUUM it" in done.stdout
+    assert "vacuumed" not in done.stdout
+    assert "WARNING" not in done.stderr
+    assert "Traceback" not in done.stderr
+    assert board(conn) == EXPECTED
+
+
 def test_rank_command_refuses_an_unknown_period(db_url: str) -> None:
     done = subprocess.run([sys.executable, "-m", "indexer", "rank", "--period", "hourly",
                            "--database-url", db_url], capture_output=True, text=True, timeout=60,

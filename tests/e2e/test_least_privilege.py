@@ -3,12 +3,7 @@ database still reaches the ground truth: least privilege is enough to do the who
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
-from psycopg import conninfo, sql
 
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -23,21 +18,6 @@ from tests.e2e.harness import (
 )
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=29)
-
-
-@pytest.fixture
-def indexer_login_url(db_url: str) -> Iterator[str]:
-    """A URL that logs in as a fresh role whose only privilege is membership of amoca_indexer."""
-    name = f"amoca_indexer_login_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE amoca_indexer").format(sql.Identifier(name)))
-    params = conninfo.conninfo_to_dict(db_url)
-    params["user"] = name
-    try:
-        yield conninfo.make_conninfo(**params)
-    finally:
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)))
 
 
 async def test_the_daemon_needs_only_the_indexer_role(db_url: str, indexer_login_url: str) -> None:
