@@ -158,7 +158,7 @@ _INSERT_ROWS = _INSERT_FROM.format(rows=f"jsonb_to_recordset(%(rows)s::jsonb) AS
 # time per batch, in three replays of 2,000-row batches).
 # A smaller batch (live traffic: one to a few rows) keeps the document, which goes in
 # the same pipelined round trip as the rest; staging takes six round trips, not two.
-STAGE_FROM_ROWS = 50
+COPY_FROM_ROWS = 50
 
 # The staging table is created by a session's first large batch, when its role may
 # create temporary tables (a hardened database may deny TEMPORARY): in a DO block, so
@@ -238,13 +238,13 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, *,
     together and their answers come back together -- one round trip to the server
     whatever the batch holds. Live transfers come in batches of one or a few, and on a busy
     machine every round trip waits for the server process and then for us to be scheduled
-    again. A large one (``STAGE_FROM_ROWS``) is copied straight into the table (``copy``)
+    again. A large one (``COPY_FROM_ROWS``) is copied straight into the table (``copy``)
     and, when a row of it is already there, inserted from a staging table instead, which
     skips such rows; COPY cannot be pipelined: BEGIN; the users upsert and the lookups (or
     the staging table's preparation), pipelined; COPY; the dead letters and cursors (and
     the staged insert), pipelined; COMMIT."""
     try:
-        if len(batch.rows) < STAGE_FROM_ROWS:
+        if len(batch.rows) < COPY_FROM_ROWS:
             return await _write_pipelined(conn, batch)
         if copy:
             try:
@@ -456,7 +456,7 @@ class PostgresWriter:
                         result = await write_batch(conn, batch, copy=self.copy)
                 except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
                     raise translate(exc) from exc
-                if len(batch.rows) >= STAGE_FROM_ROWS:
+                if len(batch.rows) >= COPY_FROM_ROWS:
                     self.copy = result.copied or result.duplicates == 0
                 return result
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

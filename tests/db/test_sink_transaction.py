@@ -49,7 +49,7 @@ async def test_a_failing_statement_leaves_nothing_and_the_connection_usable(
         conn: psycopg.Connection, db_url: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Staged: the failed transaction also took the staging table it created with it; the
     # next batch on the same connection creates it again.
-    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 10**9 if path == "document" else 1)
+    monkeypatch.setattr(sink, "COPY_FROM_ROWS", 10**9 if path == "document" else 1)
     copy = path == "copied"
     make_agent(conn, 1)
     before = _state(conn)

@@ -59,7 +59,7 @@ def _register(conn: psycopg.Connection) -> None:
 @pytest.fixture(params=["document", "staged", "copied"])
 def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Each test of a write runs three ways: every batch large (copied, or staged), or none."""
-    monkeypatch.setattr(sink, "STAGE_FROM_ROWS", 10**9 if request.param == "document" else 1)
+    monkeypatch.setattr(sink, "COPY_FROM_ROWS", 10**9 if request.param == "document" else 1)
     return str(request.param)
 
 
@@ -161,7 +161,7 @@ async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
     database = conn.execute("SELECT current_database()").fetchone()
     assert database is not None
     conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database[0]}" FROM PUBLIC')
-    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.STAGE_FROM_ROWS + 1))
+    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.COPY_FROM_ROWS + 1))
     async with await psycopg.AsyncConnection.connect(db_url) as aconn:
         await aconn.execute("SET ROLE amoca_indexer")
         await aconn.commit()
@@ -178,7 +178,7 @@ async def test_a_copy_needs_no_staging_table_and_no_temporary_privilege(
     database = conn.execute("SELECT current_database()").fetchone()
     assert database is not None
     conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database[0]}" FROM PUBLIC')
-    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.STAGE_FROM_ROWS + 1))
+    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.COPY_FROM_ROWS + 1))
     async with await psycopg.AsyncConnection.connect(db_url) as aconn:
         await aconn.execute("SET ROLE amoca_indexer")
         await aconn.commit()
@@ -199,8 +199,8 @@ async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
     # Confirmed (the sink takes any status; the decoder makes pending or failed rows): such
     # rows move the stats at once.
     rows = [replace(_row(n, signature=a_signature(n)), status=cast(Any, "confirmed"))
-            for n in range(1, 2 * sink.STAGE_FROM_ROWS + 1)]
-    half = sink.STAGE_FROM_ROWS
+            for n in range(1, 2 * sink.COPY_FROM_ROWS + 1)]
+    half = sink.COPY_FROM_ROWS
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
         first = await write_batch(aconn, Batch(rows=(*rows[:half], rows[0])))
         second = await write_batch(aconn, Batch(rows=tuple(rows[half // 2:])))
@@ -226,7 +226,7 @@ async def test_the_writer_inserts_while_its_batches_meet_rows_already_written(
         return await copy_rows(aconn, batch)
 
     monkeypatch.setattr(sink, "_write_copied", observed)
-    size = sink.STAGE_FROM_ROWS
+    size = sink.COPY_FROM_ROWS
     batches = [tuple(_row(n, signature=a_signature(n)) for n in range(start, start + size))
                for start in (1, 1 + size, 1 + 2 * size, 1 + 3 * size)]
     pool = sink.writer_pool(db_url)
