@@ -153,10 +153,12 @@ def test_a_staged_write_reads_no_whole_table(conn: psycopg.Connection) -> None:
     assert conn.execute("SELECT count(*) FROM pg_temp.amoca_staged_rows").fetchone() == (0,)  # emptied
 
 
-async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
-        conn: psycopg.Connection, db_url: str) -> None:
-    """A hardened database may deny TEMPORARY to the indexer's role: a batch that cannot
-    be copied is written all the same, without a staging table."""
+@pytest.mark.parametrize("copy", [True, False], ids=["copied", "fallback"])
+async def test_without_the_temporary_privilege_a_large_batch_is_written_all_the_same(
+        conn: psycopg.Connection, db_url: str, copy: bool) -> None:
+    """A hardened database may deny TEMPORARY to the indexer's role: a large batch is
+    copied, which needs no staging table, and one that cannot be copied goes as a
+    document instead of being staged."""
     _register(conn)
     database = conn.execute("SELECT current_database()").fetchone()
     assert database is not None
@@ -165,28 +167,12 @@ async def test_without_the_temporary_privilege_a_large_batch_goes_as_a_document(
     async with await psycopg.AsyncConnection.connect(db_url) as aconn:
         await aconn.execute("SET ROLE amoca_indexer")
         await aconn.commit()
-        result = await write_batch(aconn, Batch(rows=rows), copy=False)
+        result = await write_batch(aconn, Batch(rows=rows), copy=copy)
         staging = await (await aconn.execute("SELECT to_regclass('pg_temp.amoca_staged_rows')")).fetchone()
+    assert result.copied == copy
     assert result.inserted == Counter({("payment", "pending"): len(rows)})
     assert staging == (None,)
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (len(rows),)
-
-
-async def test_a_copy_needs_no_staging_table_and_no_temporary_privilege(
-        conn: psycopg.Connection, db_url: str) -> None:
-    _register(conn)
-    database = conn.execute("SELECT current_database()").fetchone()
-    assert database is not None
-    conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database[0]}" FROM PUBLIC')
-    rows = tuple(_row(n, signature=a_signature(n)) for n in range(1, sink.COPY_FROM_ROWS + 1))
-    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
-        await aconn.execute("SET ROLE amoca_indexer")
-        await aconn.commit()
-        result = await write_batch(aconn, Batch(rows=rows))
-        staging = await (await aconn.execute("SELECT to_regclass('pg_temp.amoca_staged_rows')")).fetchone()
-    assert result.copied
-    assert result.inserted == Counter({("payment", "pending"): len(rows)})
-    assert staging == (None,)
 
 
 async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
