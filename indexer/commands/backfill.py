@@ -372,7 +372,7 @@ def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool
         from rich.table import Table
 
         table = Table(title="backfill summary" + (" (dry run: nothing written)" if dry_run else ""),
-                      show_header=False)
+                      show_header=False, caption=_pending_note(summary))
         for key, value in summary.items():
             text = (", ".join(f"{k}={v}" for k, v in value.items()) or "none") \
                 if isinstance(value, dict) else str(value)
@@ -380,3 +380,14 @@ def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool
         Console().print(table)
     if summary["wallets_failed"] or summary["dead_letters"]:
         raise SystemExit(1)
+
+
+def _pending_note(summary: dict[str, Any]) -> str | None:
+    """What an operator filling a database should know: rows are written as the daemon
+    writes them, pending until its finality tracker sees them finalized (DESIGN 5)."""
+    pending = sum(count for key, count in summary["rows_written_by_type_status"].items()
+                  if key.endswith("/pending"))
+    if summary["dry_run"] or not pending:
+        return None
+    return (f"{pending} rows are pending: the daemon's finality tracker (amoca-indexer run) confirms"
+            " them once finalized, and the stats count them from then on")

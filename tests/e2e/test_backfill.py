@@ -180,6 +180,22 @@ async def test_one_wallet_brings_its_token_transfers(history: History, history_d
     assert_equal(backfilled(mine), history_db)
 
 
+async def test_a_person_reads_a_summary_table_that_says_rows_wait_for_finality(
+        history: History, history_db: str) -> None:
+    """Without --json: the summary as a table, and a note that the rows written are
+    pending until the daemon's finality tracker confirms them (a backfill into a fresh
+    database shows no stats before that)."""
+    wallet = sorted(history.agents)[0]
+    run = await backfill(history_db, history.net.http_url, "--wallet", wallet)
+    assert run.code == 0, run.stderr
+    text = " ".join(run.stdout.split())  # the table wraps at the terminal's width
+    assert "backfill summary" in text
+    pending = _scalar(history_db, "SELECT count(*) FROM transactions WHERE status = 'pending'")
+    assert pending > 0
+    assert f"{pending} rows are pending: the daemon's finality tracker (amoca-indexer run) confirms" in text
+    assert _scalar(history_db, "SELECT coalesce(sum(total_earnings), 0) FROM agent_stats") == 0
+
+
 async def test_killed_mid_run_resumes_where_it_stopped(history: History, history_db: str) -> None:
     net = history.net
     # Slow every RPC answer so the run is certainly mid-way when it dies.
