@@ -199,6 +199,24 @@ async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
     assert earned == (Decimal("1.234567891") * len(rows),) * 2
 
 
+async def test_a_block_time_python_cannot_hold_is_left_to_the_insert(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """A block time past Python's year 9999 (a malformed answer) cannot be copied as a
+    timestamp; the batch goes to the insert, which stores what PostgreSQL makes of it,
+    as before large batches were copied."""
+    _register(conn)
+    far = 10**12  # seconds: the year 33658, within PostgreSQL's timestamps
+    rows = tuple(_row(n, signature=a_signature(n), block_time=far if n == 1 else 1_767_225_600)
+                 for n in range(1, sink.COPY_FROM_ROWS + 1))
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        result = await write_batch(aconn, Batch(rows=rows))
+    assert not result.copied
+    assert result.inserted_total == len(rows)
+    stored = conn.execute("SELECT extract(year FROM created_at) FROM transactions"
+                          " WHERE transaction_signature = %s", (a_signature(1),)).fetchone()
+    assert stored == (Decimal(33658),)
+
+
 async def test_the_writer_inserts_while_its_batches_meet_rows_already_written(
         conn: psycopg.Connection, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A rerun over indexed history pays one failed COPY, not one a batch; once a batch
