@@ -199,6 +199,25 @@ async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
     assert earned == (Decimal("1.234567891") * len(rows),) * 2
 
 
+async def test_a_task_gone_between_the_lookup_and_the_copy_is_left_to_the_insert(
+        conn: psycopg.Connection, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task deleted after the lookup found it: COPY fails on the foreign key, is rolled
+    back, and the insert writes the batch with that task unknown (NULL), as it would have
+    from the start. (The lookup is made to find every task asked about: the deletion in
+    between, without a race to wait for.)"""
+    _register(conn)
+    monkeypatch.setattr(sink, "_TASK_IDS", "SELECT unnest(%(ids)s::uuid[])")
+    rows = tuple(_row(n, signature=a_signature(n), task=UNKNOWN_TASK if n == 1 else TASK)
+                 for n in range(1, sink.COPY_FROM_ROWS + 1))
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        result = await write_batch(aconn, Batch(rows=rows))
+    assert not result.copied
+    assert result.inserted_total == len(rows)
+    tasks = dict(conn.execute("SELECT transaction_signature, task_id FROM transactions").fetchall())
+    assert tasks[a_signature(1)] is None
+    assert {tasks[a_signature(n)] for n in range(2, len(rows) + 1)} == {TASK}
+
+
 async def test_a_block_time_python_cannot_hold_is_left_to_the_insert(
         conn: psycopg.Connection, db_url: str) -> None:
     """A block time past Python's year 9999 (a malformed answer) cannot be copied as a
