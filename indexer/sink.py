@@ -334,8 +334,8 @@ async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Wri
     async with conn.cursor() as cur, cur.copy(_COPY_ROWS) as copy:
         for values in copied:
             await copy.write_row(values)
-    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as counts:
-        cursors = await _queue(cur, counts, batch, None, None, users=False)
+    async with conn.pipeline(), conn.cursor() as cur:
+        cursors = await _queue_letters_and_cursors(cur, batch)
     return WriteResult(inserted=inserted, duplicates=len(rows) - without_agent - len(seen),
                        without_agent=without_agent, dead_letters=len(batch.dead_letters),
                        cursors=len(cursors), copied=True)
@@ -365,15 +365,19 @@ async def _upsert_users(cur: psycopg.AsyncCursor[Any], rows: Sequence[RowLike]) 
 
 
 async def _queue(cur: psycopg.AsyncCursor[Any], counts: psycopg.AsyncCursor[Any], batch: Batch,
-                 insert: str | None, params: dict[str, Any] | None, *, users: bool = True
-                 ) -> list[CursorAdvance]:
+                 insert: str, params: dict[str, Any] | None, *, users: bool = True) -> list[CursorAdvance]:
     """The batch's statements, the rows' ``insert`` on ``counts`` (``users``: upsert the
-    counterparties first; no ``insert``: the rows are in already); in pipeline mode they
-    are only queued. The cursors advanced."""
-    if batch.rows and insert is not None:
+    counterparties first); in pipeline mode they are only queued. The cursors advanced."""
+    if batch.rows:
         if users:
             await _upsert_users(cur, batch.rows)
         await counts.execute(insert, params)
+    return await _queue_letters_and_cursors(cur, batch)
+
+
+async def _queue_letters_and_cursors(cur: psycopg.AsyncCursor[Any], batch: Batch) -> list[CursorAdvance]:
+    """The batch's dead letters and cursor advances (queued, in pipeline mode); the
+    cursors advanced."""
     if batch.dead_letters:
         letters = batch.dead_letters
         await cur.execute(_INSERT_DEAD_LETTERS, {
