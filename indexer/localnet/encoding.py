@@ -17,10 +17,6 @@ def _status(err: Any) -> dict[str, Any]:
     return {"Ok": None} if err is None else {"Err": err}
 
 
-def _is_v0(record: TxRecord) -> bool:
-    return hasattr(record.tx.message, "address_table_lookups")
-
-
 def _inner(record: TxRecord) -> list[dict[str, Any]]:
     return [{"index": i, "instructions": [dict(ix, data=b58encode(ix["data"])) for ix in group]}
             for i, group in enumerate(record.inner) if group]
@@ -89,7 +85,7 @@ def transaction_result(record: TxRecord, encoding: str, *, versioned_ok: bool) -
             "accountKeys": keys, "recentBlockhash": str(message.recent_blockhash),
             "instructions": [parse_instruction(record, ix.program_id_index, list(bytes(ix.accounts)),
                                                bytes(ix.data), None) for ix in message.instructions]}
-        if _is_v0(record):
+        if record.versioned:
             body["addressTableLookups"] = _lookups(record)
         transaction = {"signatures": signatures, "message": body}
     else:
@@ -99,14 +95,14 @@ def transaction_result(record: TxRecord, encoding: str, *, versioned_ok: bool) -
                                   "accounts": list(bytes(ix.accounts)),
                                   "data": b58encode(bytes(ix.data)), "stackHeight": None}
                                  for ix in message.instructions]}
-        if _is_v0(record):
+        if record.versioned:
             body["addressTableLookups"] = _lookups(record)
         transaction = {"signatures": signatures, "message": body}
     result: dict[str, Any] = {"slot": record.slot, "transaction": transaction,
                               "meta": meta(record, parsed=encoding == "jsonParsed"),
                               "blockTime": record.block_time}
     if versioned_ok:
-        result["version"] = 0 if _is_v0(record) else "legacy"
+        result["version"] = 0 if record.versioned else "legacy"
     return result
 
 

@@ -75,6 +75,10 @@ class TxRecord:
     post_tokens: list[dict[str, Any]]
     memos: list[str]
     pre_accounts: dict[str, Account | None] = field(default_factory=dict)
+    # A v0 transaction (address lookup tables) rather than a legacy one. Known when it
+    # lands: ``tx.message`` builds a new message object at every access, and getTransaction
+    # asks this of every record it serves.
+    versioned: bool = False
     # getTransaction answers already rendered, by (encoding, versioned): a record never
     # changes once landed (a fork drops it whole), so its answer is rendered once, as a
     # node reads a stored transaction instead of re-executing it.
@@ -255,7 +259,7 @@ class Ledger:
             compute_units=int(meta.compute_units_consumed()), pre_balances=pre_balances,
             post_balances=post_balances, pre_tokens=pre_tokens,
             post_tokens=self._token_balances(keys), memos=_memos(tx, keys),
-            pre_accounts=pre_accounts,
+            pre_accounts=pre_accounts, versioned=isinstance(tx.message, MessageV0),
         )
         self._open.transactions.append(record)
         self.by_signature[signature] = record

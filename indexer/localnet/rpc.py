@@ -280,8 +280,7 @@ class Methods:
         if record is None:
             return None
         max_version = config.get("maxSupportedTransactionVersion")
-        is_v0 = hasattr(record.tx.message, "address_table_lookups")
-        if is_v0 and max_version is None:
+        if record.versioned and max_version is None:
             raise RpcFailure(-32015, "Transaction version (0) is not supported by the requesting "
                              "client. Please try the request again with the following configuration "
                              "parameter: \"maxSupportedTransactionVersion\": 0")
