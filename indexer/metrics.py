@@ -127,3 +127,20 @@ class Metrics:
         if found is None:
             found = self._children[key] = family.labels(*values)
         return found
+
+
+def observe_many(histogram: Histogram, value: float, times: int) -> None:
+    """``times`` observations of ``value``: ``histogram.observe(value)`` repeated, at the
+    cost of one. The calls of one JSON-RPC batch share one latency, and observing it once
+    per call (100 a batch, each taking two locks and searching the buckets in Python) was
+    1-2% of a backfill's CPU. prometheus_client has no such call, so this adds to the sum
+    and to the one bucket ``value`` falls in, as its ``observe`` does
+    (``tests/unit/test_metrics.py`` holds the two equal)."""
+    if times == 1:
+        histogram.observe(value)
+        return
+    histogram._sum.inc(value * times)
+    for bound, bucket in zip(histogram._upper_bounds, histogram._buckets, strict=True):
+        if value <= bound:
+            bucket.inc(times)
+            break

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import operator
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -32,7 +33,7 @@ from tenacity import (
 
 from indexer.config import redact_url
 from indexer.errors import IndexerError, RpcRateLimited, RpcUnavailable, TransientError, is_transient
-from indexer.metrics import Metrics
+from indexer.metrics import Metrics, observe_many
 from indexer.rpc import protocol
 from indexer.rpc.protocol import Request, SignatureInfo, SignatureStatus
 
@@ -40,6 +41,7 @@ log = structlog.get_logger(__name__)
 TOKEN_PROGRAMS = ("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
                   "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 _base_wait = wait_random_exponential(multiplier=0.1, max=5.0)
+_METHOD = operator.attrgetter("method")
 
 
 def _wait(state: RetryCallState) -> float:
@@ -108,13 +110,12 @@ class RpcClient:
 
     # -- transport ------------------------------------------------------------------------
     def _count(self, method: str, outcome: str, seconds: float | None = None, times: int = 1) -> None:
+        """``times`` calls of ``method`` ended in ``outcome``, each taking ``seconds``."""
         if self.metrics is None:
             return
         self.metrics.child(self.metrics.rpc_requests, method, outcome).inc(times)
         if seconds is not None:
-            latency = self.metrics.child(self.metrics.rpc_latency, method)
-            for _ in range(times):
-                latency.observe(seconds)
+            observe_many(self.metrics.child(self.metrics.rpc_latency, method), seconds, times)
 
     async def _exchange(self, requests: Sequence[Request]) -> list[Any]:
         """One HTTP POST to the current endpoint; results or exceptions, in order."""
@@ -137,11 +138,16 @@ class RpcClient:
                     f"{method}: {type(exc).__name__} talking to {redact_url(url)}") from None
         results = protocol.decode(body, requests)
         elapsed = time.monotonic() - started
-        outcomes = Counter((request.method, "ok" if not isinstance(result, Exception)
-                            else type(result).__name__)
-                           for request, result in zip(requests, results, strict=True))
+        # Calls by method, then those that failed moved to their outcome: most batches
+        # hold one method and no failure.
+        outcomes = Counter((name, "ok") for name in map(_METHOD, requests))
+        for request, result in zip(requests, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes[(request.method, "ok")] -= 1
+                outcomes[(request.method, type(result).__name__)] += 1
         for (name, outcome), times in outcomes.items():
-            self._count(name, outcome, elapsed, times)
+            if times:
+                self._count(name, outcome, elapsed, times)
         return results
 
     def _fail_over(self, exc: BaseException) -> None:
@@ -201,22 +207,22 @@ class RpcClient:
         return [result for chunk in answers for result in chunk]
 
     # -- methods --------------------------------------------------------------------------
-    def _tx_params(self, signature: str, encoding: str | None, commitment: str | None) -> list[Any]:
-        return [signature, {"encoding": encoding or self.encoding,
-                            "commitment": commitment or self.commitment,
-                            "maxSupportedTransactionVersion": 0}]
+    def _tx_config(self, encoding: str | None, commitment: str | None) -> dict[str, Any]:
+        """getTransaction's configuration object (shared by a batch's calls: only read)."""
+        return {"encoding": encoding or self.encoding, "commitment": commitment or self.commitment,
+                "maxSupportedTransactionVersion": 0}
 
     async def get_transaction(self, signature: str, *, encoding: str | None = None,
                               commitment: str | None = None) -> dict[str, Any] | None:
-        result = await self.call("getTransaction", self._tx_params(signature, encoding, commitment))
+        result = await self.call("getTransaction", [signature, self._tx_config(encoding, commitment)])
         return result if isinstance(result, dict) else None
 
     async def get_transactions(self, signatures: Sequence[str], *, encoding: str | None = None,
                                commitment: str | None = None) -> list[dict[str, Any] | Exception | None]:
         """getTransaction results in order: a result object, None (unknown) or an exception."""
-        answers = await self.batch([("getTransaction", self._tx_params(s, encoding, commitment))
-                                    for s in signatures])
-        return [a if isinstance(a, dict | Exception) or a is None
+        config = self._tx_config(encoding, commitment)
+        answers = await self.batch([("getTransaction", [s, config]) for s in signatures])
+        return [a if a is None or isinstance(a, (dict, Exception))
                 else RpcUnavailable("getTransaction: result is not an object") for a in answers]
 
     async def get_signatures_for_address(
