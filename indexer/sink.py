@@ -177,10 +177,12 @@ _STAGE_READY = "SELECT to_regclass('pg_temp.amoca_staged_rows') IS NOT NULL"
 _COPY_TO_STAGE = "COPY pg_temp.amoca_staged_rows FROM STDIN"
 _INSERT_STAGED = _INSERT_FROM.format(rows="pg_temp.amoca_staged_rows AS v")
 
-# The direct COPY's lookups: what the insert's subqueries find, asked once per batch.
-_AGENT_IDS = "SELECT wallet_address, id FROM agents WHERE wallet_address = ANY(%(wallets)s::text[])"
-_USER_IDS = "SELECT wallet_address, id FROM users WHERE wallet_address = ANY(%(wallets)s::text[])"
-_TASK_IDS = "SELECT id FROM tasks WHERE id = ANY(%(ids)s::uuid[])"
+# The direct COPY's lookups: what the insert's subqueries find, asked once per batch. The
+# ids come back as text, which COPY writes as it is (psycopg dumps a UUID in Python, and
+# hashes it in Python too); a task's id as the key the rows carry and as that text.
+_AGENT_IDS = "SELECT wallet_address, id::text FROM agents WHERE wallet_address = ANY(%(wallets)s::text[])"
+_USER_IDS = "SELECT wallet_address, id::text FROM users WHERE wallet_address = ANY(%(wallets)s::text[])"
+_TASK_IDS = "SELECT id, id::text FROM tasks WHERE id = ANY(%(ids)s::uuid[])"
 _NOW = "SELECT timezone('utc', now())"  # created_at of a row without a block time, as the insert
 _COPY_ROWS = """COPY transactions (transaction_signature, agent_id, user_id, amount, transaction_type,
     status, created_at, slot, task_id, mint, decimals, refund_of, metadata) FROM STDIN"""
@@ -309,31 +311,33 @@ async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Wri
                                                           if r.counterparty_wallet})})
         await tasks.execute(_TASK_IDS, {"ids": sorted({r.task_id for r in rows if r.task_id})})
         await now.execute(_NOW)
-        agent_ids = dict(await agents.fetchall())
-        user_ids = dict(await users.fetchall())
-        task_ids = {task for (task,) in await tasks.fetchall()}
+        agent_ids: dict[str, str] = dict(await agents.fetchall())
+        user_ids: dict[str | None, str] = dict(await users.fetchall())
+        task_ids: dict[UUID, str] = dict(await tasks.fetchall())
         (started,) = await now.fetchone() or (None,)
-    inserted: Counter[tuple[str, str]] = Counter()
-    seen: set[tuple[str, UUID]] = set()
+    seen: set[tuple[str, str]] = set()
     copied: list[tuple[Any, ...]] = []
+    kept: list[RowLike] = []
     without_agent = 0
     for row in rows:
         agent = agent_ids.get(row.agent_wallet)
         if agent is None:
             without_agent += 1
             continue
-        if (row.signature, agent) in seen:  # the insert keeps the first of the two
+        key = (row.signature, agent)
+        if key in seen:  # the insert keeps the first of the two
             continue
-        seen.add((row.signature, agent))
+        seen.add(key)
+        kept.append(row)
         copied.append((
             row.signature, agent, user_ids.get(row.counterparty_wallet), row.amount,
             row.transaction_type, row.status, started if row.block_time is None else _utc(row.block_time),
-            row.slot, row.task_id if row.task_id in task_ids else None, row.mint, row.decimals,
+            row.slot, None if row.task_id is None else task_ids.get(row.task_id), row.mint, row.decimals,
             row.refund_of, orjson.dumps(row.metadata_dict()).decode()))
-        inserted[(row.transaction_type, row.status)] += 1
     async with conn.cursor() as cur, cur.copy(_COPY_ROWS) as copy:
         for values in copied:
             await copy.write_row(values)
+    inserted = Counter((row.transaction_type, row.status) for row in kept)
     async with conn.pipeline(), conn.cursor() as cur:
         cursors = await _queue_letters_and_cursors(cur, batch)
     return WriteResult(inserted=inserted, duplicates=len(rows) - without_agent - len(seen),

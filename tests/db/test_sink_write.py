@@ -206,7 +206,7 @@ async def test_a_task_gone_between_the_lookup_and_the_copy_is_left_to_the_insert
     from the start. (The lookup is made to find every task asked about: the deletion in
     between, without a race to wait for.)"""
     _register(conn)
-    monkeypatch.setattr(sink, "_TASK_IDS", "SELECT unnest(%(ids)s::uuid[])")
+    monkeypatch.setattr(sink, "_TASK_IDS", "SELECT t, t::text FROM unnest(%(ids)s::uuid[]) AS t")
     rows = tuple(_row(n, signature=a_signature(n), task=UNKNOWN_TASK if n == 1 else TASK)
                  for n in range(1, sink.COPY_FROM_ROWS + 1))
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
