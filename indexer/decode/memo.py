@@ -35,7 +35,8 @@ import re
 from collections.abc import Sequence
 from uuid import UUID
 
-from indexer.decode.base58 import b58decode
+from solders.signature import Signature
+
 from indexer.decode.models import Memo, MemoRejection, TransactionType
 
 PREFIX = "amoca:"
@@ -78,8 +79,6 @@ _KNOWN_KEYS = frozenset({"task", "refund_of", "period"})
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _PERIOD = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
 _VERSION_TEXT = str(PROTOCOL_VERSION)
-_SIGNATURE_BYTES = 64
-_MAX_SIGNATURE_CHARS = 88  # base58 of 64 bytes is at most 88 characters
 
 
 def parse_memo(data: bytes | bytearray | memoryview | str) -> Memo | MemoRejection:
@@ -184,12 +183,13 @@ def _parse_text(text: str) -> Memo | MemoRejection:
 
 
 def _is_signature(value: str) -> bool:
-    if not value or len(value) > _MAX_SIGNATURE_CHARS:
-        return False
+    """Base58 of 64 bytes. solders decodes it (in Rust: a refund memo's parse took 75,000
+    instructions with base58 in Python, 31,000 of them for this check)."""
     try:
-        return len(b58decode(value)) == _SIGNATURE_BYTES
+        Signature.from_string(value)
     except ValueError:
         return False
+    return True
 
 
 def format_memo(
