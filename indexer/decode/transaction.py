@@ -409,8 +409,10 @@ def _wire_message(transaction: list[Any], meta: Mapping[str, Any]) -> _Message:
     instructions: list[Instruction] = []
     for index, compiled in enumerate(message.instructions):
         program = _key(keys, compiled.program_id_index)
-        ix = _compiled(keys, program, compiled.accounts, compiled.data, index, None, None)
-        if ix is not None:
+        # An irrelevant program's accounts and data are not read: each read copies them
+        # out of solders (mainnet transactions carry compute-budget instructions, say).
+        if program in RELEVANT_PROGRAMS and (
+                ix := _compiled(keys, program, compiled.accounts, compiled.data, index, None, None)):
             instructions.append(ix)
         if inner:
             instructions.extend(_raw_inner(keys, inner, index, program))
