@@ -237,7 +237,7 @@ def staged_values(row: RowLike) -> tuple[Any, ...]:
 
 
 async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, *,
-                      copy: bool = True) -> WriteResult:
+                      copy: bool = True, known: KnownIds | None = None) -> WriteResult:
     """Commit ``batch`` in one transaction on ``conn``; psycopg errors are translated.
 
     A small batch goes in pipeline mode: BEGIN, every statement and COMMIT go out
@@ -246,21 +246,25 @@ async def write_batch(conn: psycopg.AsyncConnection[Any], batch: Batch, *,
     machine every round trip waits for the server process and then for us to be scheduled
     again. A large one (``COPY_FROM_ROWS``) is copied straight into the table (``copy``)
     and, when a row of it is already there, inserted from a staging table instead, which
-    skips such rows; COPY cannot be pipelined: BEGIN; the users upsert and the lookups (or
-    the staging table's preparation), pipelined; COPY; the dead letters and cursors (and
-    the staged insert), pipelined; COMMIT."""
+    skips such rows. COPY cannot be pipelined: the users upsert and the lookups of what
+    ``known`` lacks, pipelined (nothing, once every agent, user and task of the batch is
+    known); then COPY, alone -- it commits itself on an autocommit connection -- or, when
+    the batch has dead letters or cursors to commit with its rows, BEGIN, COPY, those,
+    pipelined, and COMMIT. The staged insert: BEGIN; the upsert and the staging table's
+    preparation, pipelined; COPY; the insert, dead letters and cursors, pipelined; COMMIT."""
     try:
         if len(batch.rows) < COPY_FROM_ROWS:
             return await _write_pipelined(conn, batch)
         if copy:
+            known = KnownIds() if known is None else known
             try:
-                async with conn.transaction():
-                    return await _write_copied(conn, batch)
+                return await _write_copied(conn, batch, known)
             except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation,
                     _CannotCopy) as exc:
                 # Rolled back: a row already there, or an agent, user or task deleted since
-                # the lookup. The insert skips the one and reads the others anew (and
+                # it was looked up. The insert skips the one and reads the others anew (and
                 # judges a block time out of range).
+                known.clear()
                 log.debug("copy_conflict", error=str(exc).splitlines()[0][:200])
         async with conn.transaction():
             return await _write_staged(conn, batch)
@@ -305,46 +309,111 @@ async def _write_staged(conn: psycopg.AsyncConnection[Any], batch: Batch) -> Wri
         return await _result(batch, cursors, counts)
 
 
-async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch) -> WriteResult:
+class KnownIds:
+    """The ids the direct COPY has looked up, kept by its writer from one batch to the next:
+    agents, users and tasks found to exist (a "not found" is never kept: a task or user the
+    marketplace adds later must be found then). A catch-up's batches name the same agents,
+    users and tasks again and again, and once all of them are known a batch needs no
+    lookup. An id gone since (a user or task deleted) fails the COPY on its foreign key;
+    the batch then goes to the insert, which looks everything up anew, and the writer
+    forgets what it knew (``clear``). Emptied when ``capacity`` ids are held."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self.agents: dict[str, str] = {}
+        self.users: dict[str | None, str] = {}
+        self.tasks: dict[UUID, str] = {}
+
+    def clear(self) -> None:
+        self.agents.clear()
+        self.users.clear()
+        self.tasks.clear()
+
+    def add(self, agents: Iterable[tuple[str, str]], users: Iterable[tuple[str, str]],
+            tasks: Iterable[tuple[UUID, str]]) -> None:
+        if len(self.agents) + len(self.users) + len(self.tasks) >= self.capacity:
+            self.clear()
+        self.agents.update(agents)
+        self.users.update(users)
+        self.tasks.update(tasks)
+
+
+@dataclass(slots=True)
+class _Unknown:
+    """What ``KnownIds`` lacks of a batch's agents, users and tasks, and whether a row
+    has no block time (it is stored with the database's ``now()``)."""
+
+    agents: set[str]
+    users: set[str]
+    tasks: set[UUID]
+    timeless: bool
+
+    @classmethod
+    def of(cls, rows: Sequence[RowLike], known: KnownIds) -> _Unknown:
+        return cls({r.agent_wallet for r in rows}.difference(known.agents),
+                   {r.counterparty_wallet for r in rows if r.counterparty_wallet}.difference(known.users),
+                   {r.task_id for r in rows if r.task_id is not None}.difference(known.tasks),
+                   any(r.block_time is None for r in rows))
+
+
+async def _look_up_ids(conn: psycopg.AsyncConnection[Any], unknown: _Unknown,
+                       known: KnownIds) -> datetime | None:
+    """Look up (and upsert, for users) what ``known`` lacks, in one pipelined round trip
+    -- none when it lacks nothing; ``now()`` when a row has no block time."""
+    if not (unknown.agents or unknown.users or unknown.tasks or unknown.timeless):
+        return None
+    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as agent_ids, \
+            conn.cursor() as user_ids, conn.cursor() as task_ids, conn.cursor() as now:
+        if unknown.users:  # before their lookup, in its own statement (module doc)
+            await cur.execute(_UPSERT_USERS, {"wallets": sorted(unknown.users)})
+        await agent_ids.execute(_AGENT_IDS, {"wallets": sorted(unknown.agents)})
+        await user_ids.execute(_USER_IDS, {"wallets": sorted(unknown.users)})
+        await task_ids.execute(_TASK_IDS, {"ids": sorted(unknown.tasks)})
+        if unknown.timeless:
+            await now.execute(_NOW)
+        known.add(await agent_ids.fetchall(), await user_ids.fetchall(), await task_ids.fetchall())
+        return (await now.fetchone() or (None,))[0] if unknown.timeless else None
+
+
+async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch, known: KnownIds) -> WriteResult:
     rows = batch.rows
-    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as agents, \
-            conn.cursor() as users, conn.cursor() as tasks, conn.cursor() as now:
-        await _upsert_users(cur, rows)  # before the lookup, in its own statement (module doc)
-        await agents.execute(_AGENT_IDS, {"wallets": sorted({r.agent_wallet for r in rows})})
-        await users.execute(_USER_IDS, {"wallets": sorted({r.counterparty_wallet for r in rows
-                                                          if r.counterparty_wallet})})
-        await tasks.execute(_TASK_IDS, {"ids": sorted({r.task_id for r in rows if r.task_id})})
-        await now.execute(_NOW)
-        agent_ids: dict[str, str] = dict(await agents.fetchall())
-        user_ids: dict[str | None, str] = dict(await users.fetchall())
-        task_ids: dict[UUID, str] = dict(await tasks.fetchall())
-        (started,) = await now.fetchone() or (None,)
-    seen: set[tuple[str, str]] = set()
-    copied: list[tuple[Any, ...]] = []
-    kept: list[RowLike] = []
-    without_agent = 0
-    for row in rows:
-        agent = agent_ids.get(row.agent_wallet)
-        if agent is None:
-            without_agent += 1
-            continue
-        key = (row.signature, agent)
-        if key in seen:  # the insert keeps the first of the two
-            continue
-        seen.add(key)
-        kept.append(row)
-        copied.append((
-            row.signature, agent, user_ids.get(row.counterparty_wallet), row.amount,
-            row.transaction_type, row.status, started if row.block_time is None else _utc(row.block_time),
-            row.slot, None if row.task_id is None else task_ids.get(row.task_id), row.mint, row.decimals,
-            row.refund_of, orjson.dumps(row.metadata_dict()).decode()))
-    async with conn.cursor() as cur, cur.copy(_COPY_ROWS) as copy:
-        for values in copied:
-            await copy.write_row(values)
-    inserted = Counter((row.transaction_type, row.status) for row in kept)
-    async with conn.pipeline(), conn.cursor() as cur:
-        cursors = await _queue_letters_and_cursors(cur, batch)
-    return WriteResult(inserted=inserted, duplicates=len(rows) - without_agent - len(seen),
+    unknown = _Unknown.of(rows, known)
+    # A batch that writes nothing but its rows (no user to add, no dead letter, no cursor)
+    # is the COPY alone, which commits itself on an autocommit connection; anything else
+    # commits with the rows, in one transaction.
+    alone = conn.autocommit and not (unknown.users or batch.dead_letters or batch.cursors)
+    async with contextlib.nullcontext() if alone else conn.transaction():
+        started = await _look_up_ids(conn, unknown, known)
+        agent_ids, user_ids, task_ids = known.agents, known.users, known.tasks
+        seen: set[tuple[str, str]] = set()
+        copied: list[tuple[Any, ...]] = []
+        kept: list[RowLike] = []
+        without_agent = 0
+        for row in rows:
+            agent = agent_ids.get(row.agent_wallet)
+            if agent is None:
+                without_agent += 1
+                continue
+            key = (row.signature, agent)
+            if key in seen:  # the insert keeps the first of the two
+                continue
+            seen.add(key)
+            kept.append(row)
+            copied.append((
+                row.signature, agent, user_ids.get(row.counterparty_wallet), row.amount,
+                row.transaction_type, row.status,
+                started if row.block_time is None else _utc(row.block_time), row.slot,
+                None if row.task_id is None else task_ids.get(row.task_id), row.mint, row.decimals,
+                row.refund_of, orjson.dumps(row.metadata_dict()).decode()))
+        async with conn.cursor() as cur, cur.copy(_COPY_ROWS) as copy:
+            for values in copied:
+                await copy.write_row(values)
+        cursors: list[CursorAdvance] = []
+        if batch.dead_letters or batch.cursors:  # leaving even an empty pipeline is a round trip
+            async with conn.pipeline(), conn.cursor() as cur:
+                cursors = await _queue_letters_and_cursors(cur, batch)
+    return WriteResult(inserted=Counter((row.transaction_type, row.status) for row in kept),
+                       duplicates=len(rows) - without_agent - len(seen),
                        without_agent=without_agent, dead_letters=len(batch.dead_letters),
                        cursors=len(cursors), copied=True)
 
@@ -457,6 +526,7 @@ class PostgresWriter:
         # (skipping such rows) until a batch meets none again. A rerun over indexed history
         # then pays one failed COPY, not one a batch.
         self.copy = True
+        self.known = KnownIds()  # what the COPYs have looked up (``write_batch``)
 
     async def __call__(self, batch: Batch) -> WriteResult:
         retrying = database_retrying(give_up_after=self.give_up_after, max_backoff=self.max_backoff,
@@ -465,7 +535,7 @@ class PostgresWriter:
             with attempt:
                 try:
                     async with self.pool.connection() as conn:
-                        result = await write_batch(conn, batch, copy=self.copy)
+                        result = await write_batch(conn, batch, copy=self.copy, known=self.known)
                 except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
                     raise translate(exc) from exc
                 if len(batch.rows) >= COPY_FROM_ROWS:

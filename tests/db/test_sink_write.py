@@ -19,6 +19,7 @@ import pytest
 
 from indexer import sink
 from indexer.decode.models import Leg, TransferRow, jsonb_key_order
+from indexer.errors import DatabaseError
 from indexer.sink import _INSERT_ROWS, _INSERT_STAGED, Batch, rows_document, staged_values, write_batch
 from tests.db.test_schema import signature as a_signature
 from tests.support.scans import rows_scanned
@@ -199,23 +200,75 @@ async def test_a_copy_meeting_a_row_already_written_is_inserted_skipping_it(
     assert earned == (Decimal("1.234567891") * len(rows),) * 2
 
 
-async def test_a_task_gone_between_the_lookup_and_the_copy_is_left_to_the_insert(
-        conn: psycopg.Connection, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A task deleted after the lookup found it: COPY fails on the foreign key, is rolled
-    back, and the insert writes the batch with that task unknown (NULL), as it would have
-    from the start. (The lookup is made to find every task asked about: the deletion in
-    between, without a race to wait for.)"""
+def _batch_of(first: int, count: int, **fields: Any) -> Batch:
+    return Batch(rows=tuple(_row(n, signature=a_signature(n), **fields) for n in range(first, first + count)))
+
+
+async def test_a_batch_whose_agents_users_and_tasks_are_known_is_the_copy_alone(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """The writer keeps the ids its COPYs looked up (``KnownIds``): a later batch naming
+    the same agent, user and task is the COPY alone, without the users upsert or any
+    lookup. Shown with a role that may only insert into transactions: it writes such a
+    batch, and fails on one whose ids are not known yet (it may not look them up)."""
     _register(conn)
-    monkeypatch.setattr(sink, "_TASK_IDS", "SELECT t, t::text FROM unnest(%(ids)s::uuid[]) AS t")
-    rows = tuple(_row(n, signature=a_signature(n), task=UNKNOWN_TASK if n == 1 else TASK)
-                 for n in range(1, sink.COPY_FROM_ROWS + 1))
+    size = sink.COPY_FROM_ROWS
+    known = sink.KnownIds()
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
-        result = await write_batch(aconn, Batch(rows=rows))
+        first = await write_batch(aconn, _batch_of(1, size), known=known)
+    assert first.copied
+    assert known.agents == dict(conn.execute("SELECT wallet_address, id::text FROM agents").fetchall())
+    assert known.users == dict(conn.execute("SELECT wallet_address, id::text FROM users").fetchall())
+    assert known.tasks == {TASK: str(TASK)}
+
+    role = f"insert_only_{uuid.uuid4().hex[:8]}"
+    conn.execute(f'CREATE ROLE "{role}"')
+    conn.execute(f'GRANT INSERT ON transactions TO "{role}"')
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        await aconn.execute(f'SET ROLE "{role}"')
+        second = await write_batch(aconn, _batch_of(size + 1, size), known=known)
+        with pytest.raises(DatabaseError) as refused:
+            await write_batch(aconn, _batch_of(2 * size + 1, size), known=sink.KnownIds())
+    assert (second.copied, second.inserted_total) == (True, size)
+    assert refused.value.sqlstate == "42501"  # insufficient_privilege: the lookup
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (2 * size,)
+
+
+async def test_a_task_deleted_since_it_was_known_sends_the_batch_to_the_insert(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """A task the writer knew is deleted: the next COPY fails on the foreign key and is
+    rolled back, the insert writes the batch with that task unknown (NULL), as it would
+    have from the start, and the writer forgets the ids it knew."""
+    _register(conn)
+    size = sink.COPY_FROM_ROWS
+    known = sink.KnownIds()
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        await write_batch(aconn, _batch_of(1, size), known=known)
+        conn.execute("DELETE FROM tasks WHERE id = %s", (TASK,))
+        result = await write_batch(aconn, _batch_of(size + 1, size), known=known)
     assert not result.copied
-    assert result.inserted_total == len(rows)
-    tasks = dict(conn.execute("SELECT transaction_signature, task_id FROM transactions").fetchall())
-    assert tasks[a_signature(1)] is None
-    assert {tasks[a_signature(n)] for n in range(2, len(rows) + 1)} == {TASK}
+    assert result.inserted_total == size
+    assert (known.agents, known.users, known.tasks) == ({}, {}, {})
+    tasks = conn.execute("SELECT count(*), count(task_id) FROM transactions").fetchone()
+    assert tasks == (2 * size, 0)  # the first batch's tasks were emptied by the deletion
+
+
+async def test_a_user_deleted_since_it_was_known_is_added_again(conn: psycopg.Connection,
+                                                                db_url: str) -> None:
+    """A counterparty the writer knew is deleted: the next COPY fails on the foreign key,
+    and the insert adds the wallet to users again and writes the batch with its new id."""
+    _register(conn)
+    size = sink.COPY_FROM_ROWS
+    known = sink.KnownIds()
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        await write_batch(aconn, _batch_of(1, size, counterparty=NEW_USER), known=known)
+        conn.execute("DELETE FROM users WHERE wallet_address = %s", (NEW_USER,))
+        result = await write_batch(aconn, _batch_of(size + 1, size, counterparty=NEW_USER), known=known)
+    assert not result.copied
+    assert result.inserted_total == size
+    user = conn.execute("SELECT id FROM users WHERE wallet_address = %s", (NEW_USER,)).fetchone()
+    assert user is not None
+    second = conn.execute("SELECT DISTINCT user_id FROM transactions WHERE slot > %s", (100 + size,))
+    assert second.fetchall() == [user]
 
 
 async def test_a_block_time_python_cannot_hold_is_left_to_the_insert(
@@ -244,9 +297,10 @@ async def test_the_writer_inserts_while_its_batches_meet_rows_already_written(
     copies: list[bool] = []
     copy_rows = sink._write_copied
 
-    async def observed(aconn: psycopg.AsyncConnection, batch: Batch) -> sink.WriteResult:
+    async def observed(aconn: psycopg.AsyncConnection, batch: Batch,
+                       known: sink.KnownIds) -> sink.WriteResult:
         copies.append(True)
-        return await copy_rows(aconn, batch)
+        return await copy_rows(aconn, batch, known)
 
     monkeypatch.setattr(sink, "_write_copied", observed)
     size = sink.COPY_FROM_ROWS
