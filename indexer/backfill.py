@@ -367,9 +367,14 @@ async def backfill_agent(
                                                   on_page=on_address_page, shared=shared, stored=stored))
     except BaseExceptionGroup as failed:
         # One address failed (the others were stopped): report its error, as one.
-        first = failed.exceptions[0]
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
+        raise first_failure(failed) from None
     total.done, total.share = True, 1.0
     return total
+
+
+def first_failure(failed: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's failure: what a user is told, as one error."""
+    first = failed.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first

@@ -16,9 +16,17 @@ import orjson
 from prometheus_client import CollectorRegistry
 from solders.pubkey import Pubkey
 
-from indexer.backfill import InFlight, Range, WalletProgress, backfill_agent, load_progress, parse_bound
+from indexer.backfill import (
+    InFlight,
+    Range,
+    WalletProgress,
+    backfill_agent,
+    first_failure,
+    load_progress,
+    parse_bound,
+)
 from indexer.commands import database_option, settings
-from indexer.commands.run import ensure_schema
+from indexer.commands.run import schema_ready
 from indexer.config import Settings, redact_url
 from indexer.db.connection import connect
 from indexer.db.connection import database_url as resolve_database_url
@@ -44,8 +52,11 @@ def _check_wallets(ctx: click.Context, param: click.Parameter, values: tuple[str
     return values
 
 
-def _agent_wallets(url: str, wanted: tuple[str, ...], all_agents: bool, shard: Shard) -> list[str]:
+def prelude(url: str, config: Settings, wanted: tuple[str, ...], all_agents: bool, shard: Shard) -> list[str]:
+    """What the command checks before it starts, on one connection: the schema is current
+    (``ensure_schema``), and the wallets to backfill are agents'."""
     with connect(url) as conn:
+        schema_ready(conn, config, migrate=False)
         known = {w for (w,) in conn.execute("SELECT wallet_address FROM agents").fetchall()}
     if all_agents:
         return sorted(w for w in known if shard.owns(w))
@@ -195,6 +206,19 @@ async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[s
     return found
 
 
+async def _probe(urls: Sequence[str]) -> None:
+    """A short-lived client's getSlot: a wrong URL fails in seconds, not after a minute of
+    the run's retries."""
+    from indexer.rpc import RpcClient
+
+    try:
+        async with RpcClient(urls, timeout=_PROBE_SECONDS, give_up_after=_PROBE_SECONDS) as probe:
+            await probe.get_slot("confirmed")
+    except IndexerError as exc:
+        raise IndexerError(f"cannot reach the RPC endpoint(s) "
+                           f"{', '.join(redact_url(u) for u in urls)}: {exc}") from None
+
+
 @contextlib.contextmanager
 def _fewer_collections(factor: int = 20) -> Iterator[None]:
     """A catch-up allocates millions of short-lived, acyclic objects (JSON answers, rows)
@@ -255,16 +279,17 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
         async with RpcClient(config.rpc_urls, max_concurrency=max(4, concurrency * 2),
                              requests_per_second=rate, metrics=metrics,
                              batch_size=batch_size) as rpc:
+            # The probe runs beside the token accounts' listing and the tasks' loading: a
+            # wrong URL still fails in seconds (the probe's error stops the listing, which
+            # would retry for a minute), and a right one costs the run no round trip.
             try:
-                # A short-lived probe: a wrong URL fails in seconds, not after a minute of retries.
-                async with RpcClient(config.rpc_urls, timeout=_PROBE_SECONDS,
-                                     give_up_after=_PROBE_SECONDS) as probe:
-                    await probe.get_slot("confirmed")
-            except IndexerError as exc:
-                raise IndexerError(f"cannot reach the RPC endpoint(s) "
-                                   f"{', '.join(redact_url(u) for u in config.rpc_urls)}: {exc}") from None
-            token_accounts, tasks = await asyncio.gather(_token_accounts(rpc, wallets),
-                                                         _agent_tasks(pool, wallets, TASK_OWNERS_KEPT))
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(_probe(config.rpc_urls))
+                    listing = group.create_task(_token_accounts(rpc, wallets))
+                    loading = group.create_task(_agent_tasks(pool, wallets, TASK_OWNERS_KEPT))
+            except BaseExceptionGroup as failed:
+                raise first_failure(failed) from None
+            token_accounts, tasks = listing.result(), loading.result()
             addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
             stored = None if dry_run else await load_progress(pool, addresses, window)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
@@ -360,8 +385,11 @@ def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool
         raise click.UsageError(str(exc)) from None
     config = settings(database_url=database_url, rpc_urls=list(rpc_urls) or None)
     url = resolve_database_url(config, announce=not as_json)
-    ensure_schema(url, config, migrate=False)
-    targets = _agent_wallets(url, wallets, all_agents, Shard.parse(shard or "0/1"))
+    targets = prelude(url, config, wallets, all_agents, Shard.parse(shard or "0/1"))
+    # What the command has built so far (modules, settings) lives as long as it does: out of
+    # the cyclic collector's view, its collections walk only the run's own objects (a
+    # 3,000-transaction backfill: 1.39 G instructions without, 1.27 G with; callgrind).
+    gc.freeze()
     summary = asyncio.run(_run(config, url, targets, window, concurrency=concurrency,
                                batch_size=batch_size, dry_run=dry_run,
                                show_progress=not as_json, metrics_port=metrics_port))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import click
+import psycopg
 
 from indexer.commands import database_option, settings
 from indexer.config import Settings
@@ -16,13 +18,18 @@ from indexer.db.connection import database_url as resolve_database_url
 def ensure_schema(url: str, config: Settings, *, migrate: bool) -> None:
     """Refuse to index into a schema that is behind, unless told (or embedded) to migrate."""
     with connect(url) as conn:
-        plan = migrations.migrate(conn, dry_run=True)
-        if plan.pending:
-            if not (migrate or config.database_url is None):
-                raise click.UsageError(
-                    f"the database schema is behind by {len(plan.pending)} migration(s): "
-                    "run `amoca-indexer migrate` first (or pass --migrate)")
-            migrations.migrate(conn)
+        schema_ready(conn, config, migrate=migrate)
+
+
+def schema_ready(conn: psycopg.Connection[Any], config: Settings, *, migrate: bool) -> None:
+    """:func:`ensure_schema` on a connection the caller holds."""
+    plan = migrations.migrate(conn, dry_run=True)
+    if plan.pending:
+        if not (migrate or config.database_url is None):
+            raise click.UsageError(
+                f"the database schema is behind by {len(plan.pending)} migration(s): "
+                "run `amoca-indexer migrate` first (or pass --migrate)")
+        migrations.migrate(conn)
 
 
 @click.command("run")

@@ -47,9 +47,8 @@ from solana.rpc.async_api import AsyncClient
 from solders.signature import Signature
 
 from indexer.backfill import Range
-from indexer.commands.backfill import _agent_wallets
 from indexer.commands.backfill import _run as run_backfill_command
-from indexer.commands.run import ensure_schema
+from indexer.commands.backfill import prelude
 from indexer.config import load_settings
 from indexer.db import migrations
 from indexer.decode import decode_transaction
@@ -81,12 +80,11 @@ def count_rows(url: str) -> int:
 
 async def ours(url: str, rpc_url: str, wallets: list[str], distinct: int) -> tuple[float, int]:
     """The `backfill --wallet ...` command, as the CLI runs it once its arguments are parsed:
-    the schema check and the wallets' lookup (each on a connection of its own, as there),
-    then the run (connect, probe, list, fetch, write)."""
+    the schema check and the wallets' lookup (its prelude), then the run (connect, probe,
+    list, fetch, write)."""
     config = replace(load_settings(), rpc_urls=(rpc_url,), database_url=url)
     started = time.perf_counter()
-    ensure_schema(url, config, migrate=False)
-    wallets = _agent_wallets(url, tuple(wallets), False, Shard.parse("0/1"))
+    wallets = prelude(url, config, tuple(wallets), False, Shard.parse("0/1"))
     summary = await run_backfill_command(config, url, wallets, Range(), concurrency=4, batch_size=100,
                                          dry_run=False, show_progress=False)
     seconds = time.perf_counter() - started
