@@ -128,6 +128,8 @@ def _older_than_since(info: SignatureInfoLike, since: Bound | None) -> bool:
 
 def select(page: Sequence[SignatureInfoLike], window: Range) -> tuple[list[str], bool]:
     """The page's signatures inside the window, and whether the listing can stop (pure)."""
+    if window.since is None and window.until is None:  # the whole history: every entry
+        return [info.signature for info in page], False
     chosen: list[str] = []
     for info in page:
         if _older_than_since(info, window.since):
