@@ -14,6 +14,7 @@ from uuid import UUID
 import click
 import orjson
 from prometheus_client import CollectorRegistry
+from prometheus_client import Counter as PromCounter
 from solders.pubkey import Pubkey
 
 from indexer.backfill import (
@@ -159,13 +160,11 @@ class _DryWriter:
                            dead_letters=len(batch.dead_letters))
 
 
-def _counter_values(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:
-    values: dict[tuple[str, ...], float] = {}
-    for family in registry.collect():
-        for sample in family.samples:
-            if sample.name == name:
-                values[tuple(sample.labels.values())] = sample.value
-    return values
+def _counter_values(counter: PromCounter) -> dict[tuple[str, ...], float]:
+    """A counter's totals by label values. (The counter's own samples: collecting the whole
+    registry, every histogram bucket included, took 1-2 ms a call at the end of a run.)"""
+    return {tuple(sample.labels.values()): sample.value for family in counter.collect()
+            for sample in family.samples if sample.name.endswith("_total")}
 
 
 _TASK_OWNERS = """
@@ -334,9 +333,9 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             await writes.close()
         await pool.close()
     elapsed = time.monotonic() - started
-    written = _counter_values(registry, "amoca_indexer_transactions_written_total")
-    letters = _counter_values(registry, "amoca_indexer_dead_letters_total")
-    duplicates = _counter_values(registry, "amoca_indexer_duplicates_total")
+    written = _counter_values(metrics.written)
+    letters = _counter_values(metrics.dead_letters)
+    duplicates = _counter_values(metrics.duplicates)
     processed = sum(p.submitted for p in done)
     return {
         "dry_run": dry_run,
