@@ -254,13 +254,13 @@ class Pipeline:
         kinds: Counter[tuple[str, str]] = Counter()  # decoded rows by (type, status)
         for pending in units:
             sigs = pending.unit.signatures
-            failed = [s for s in sigs if s in failures]
+            failed = [s for s in sigs if s in failures] if failures else None
             if failed:
                 # Transient trouble that outlived the RPC client's retries: the unit fails
                 # as a whole; its cursor does not move and a later pass fetches it again.
                 self._finish(pending, failures[failed[0]])
                 continue
-            missing = [s for s in sigs if s in not_found]
+            missing = [s for s in sigs if s in not_found] if not_found else None
             if missing and pending.attempts < self.not_found_retries:
                 pending.attempts += 1
                 retry.append(pending)
