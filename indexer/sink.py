@@ -316,7 +316,8 @@ class KnownIds:
     users and tasks again and again, and once all of them are known a batch needs no
     lookup. An id gone since (a user or task deleted) fails the COPY on its foreign key;
     the batch then goes to the insert, which looks everything up anew, and the writer
-    forgets what it knew (``clear``). Emptied when ``capacity`` ids are held."""
+    forgets what it knew (``clear``). Emptied when ``capacity`` ids are held, before a
+    batch works out what it lacks (``make_room``): never under a batch that relies on them."""
 
     def __init__(self, capacity: int = 100_000) -> None:
         self.capacity = capacity
@@ -329,10 +330,12 @@ class KnownIds:
         self.users.clear()
         self.tasks.clear()
 
-    def add(self, agents: Iterable[tuple[str, str]], users: Iterable[tuple[str, str]],
-            tasks: Iterable[tuple[UUID, str]]) -> None:
+    def make_room(self) -> None:
         if len(self.agents) + len(self.users) + len(self.tasks) >= self.capacity:
             self.clear()
+
+    def add(self, agents: Iterable[tuple[str, str]], users: Iterable[tuple[str, str]],
+            tasks: Iterable[tuple[UUID, str]]) -> None:
         self.agents.update(agents)
         self.users.update(users)
         self.tasks.update(tasks)
@@ -377,6 +380,7 @@ async def _look_up_ids(conn: psycopg.AsyncConnection[Any], unknown: _Unknown,
 
 async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch, known: KnownIds) -> WriteResult:
     rows = batch.rows
+    known.make_room()
     unknown = _Unknown.of(rows, known)
     # A batch that writes nothing but its rows (no user to add, no dead letter, no cursor)
     # is the COPY alone, which commits itself on an autocommit connection; anything else

@@ -233,6 +233,23 @@ async def test_a_batch_whose_agents_users_and_tasks_are_known_is_the_copy_alone(
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (2 * size,)
 
 
+async def test_known_ids_are_emptied_when_full_before_a_batch_relies_on_them(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """Full, the known ids are emptied before a batch works out what it lacks, never while
+    it relies on them: a batch with a new user, after one that filled them, still finds
+    its agent, and every row is written."""
+    _register(conn)
+    size = sink.COPY_FROM_ROWS
+    known = sink.KnownIds(capacity=2)
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+        first = await write_batch(aconn, _batch_of(1, size), known=known)
+        second = await write_batch(aconn, _batch_of(size + 1, size, counterparty=NEW_USER), known=known)
+    assert (first.inserted_total, second.inserted_total) == (size, size)
+    assert (second.copied, second.without_agent) == (True, 0)
+    assert set(known.users) == {NEW_USER}
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (2 * size,)
+
+
 async def test_a_task_deleted_since_it_was_known_sends_the_batch_to_the_insert(
         conn: psycopg.Connection, db_url: str) -> None:
     """A task the writer knew is deleted: the next COPY fails on the foreign key and is
