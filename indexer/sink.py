@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -184,9 +184,9 @@ _INSERT_STAGED = _INSERT_FROM.format(rows="pg_temp.amoca_staged_rows AS v")
 # The direct COPY's lookups: what the insert's subqueries find, asked once per batch. The
 # ids come back as text, which COPY writes as it is (psycopg dumps a UUID in Python, and
 # hashes it in Python too); a task's id as the key the rows carry and as that text.
-_AGENT_IDS = "SELECT wallet_address, id::text FROM agents WHERE wallet_address = ANY(%(wallets)b::text[])"
-_USER_IDS = "SELECT wallet_address, id::text FROM users WHERE wallet_address = ANY(%(wallets)b::text[])"
-_TASK_IDS = "SELECT id, id::text FROM tasks WHERE id = ANY(%(ids)b::uuid[])"
+_AGENT_IDS = "SELECT wallet_address, id::text FROM agents WHERE wallet_address = ANY(%(keys)b::text[])"
+_USER_IDS = "SELECT wallet_address, id::text FROM users WHERE wallet_address = ANY(%(keys)b::text[])"
+_TASK_IDS = "SELECT id, id::text FROM tasks WHERE id = ANY(%(keys)b::uuid[])"
 _NOW = "SELECT timezone('utc', now())"  # created_at of a row without a block time, as the insert
 _COPY_ROWS = """COPY transactions (transaction_signature, agent_id, user_id, amount, transaction_type,
     status, created_at, slot, task_id, mint, decimals, refund_of, metadata) FROM STDIN"""
@@ -362,20 +362,37 @@ class _Unknown:
 async def _look_up_ids(conn: psycopg.AsyncConnection[Any], unknown: _Unknown,
                        known: KnownIds) -> datetime | None:
     """Look up (and upsert, for users) what ``known`` lacks, in one pipelined round trip
-    -- none when it lacks nothing; ``now()`` when a row has no block time."""
+    -- none when it lacks nothing, and no statement for a kind it lacks none of; ``now()``
+    when a row has no block time."""
     if not (unknown.agents or unknown.users or unknown.tasks or unknown.timeless):
         return None
-    async with conn.pipeline(), conn.cursor() as cur, conn.cursor() as agent_ids, \
-            conn.cursor() as user_ids, conn.cursor() as task_ids, conn.cursor() as now:
-        if unknown.users:  # before their lookup, in its own statement (module doc)
-            await cur.execute(_UPSERT_USERS, {"wallets": sorted(unknown.users)})
-        await agent_ids.execute(_AGENT_IDS, {"wallets": sorted(unknown.agents)})
-        await user_ids.execute(_USER_IDS, {"wallets": sorted(unknown.users)})
-        await task_ids.execute(_TASK_IDS, {"ids": sorted(unknown.tasks)})
-        if unknown.timeless:
+    async with conn.pipeline(), conn.cursor() as cur:
+        await _upsert_wallets(cur, unknown.users)  # before their lookup, in its own statement (module doc)
+        agents = await _queue_lookup(conn, _AGENT_IDS, unknown.agents)
+        users = await _queue_lookup(conn, _USER_IDS, unknown.users)
+        tasks = await _queue_lookup(conn, _TASK_IDS, unknown.tasks)
+        now = conn.cursor() if unknown.timeless else None
+        if now is not None:
             await now.execute(_NOW)
-        known.add(await agent_ids.fetchall(), await user_ids.fetchall(), await task_ids.fetchall())
-        return (await now.fetchone() or (None,))[0] if unknown.timeless else None
+        known.add(await _answer(agents), await _answer(users), await _answer(tasks))
+        return (await _answer(now))[0][0] if now is not None else None
+
+
+async def _queue_lookup(conn: psycopg.AsyncConnection[Any], query: str,
+                        keys: Collection[Any]) -> psycopg.AsyncCursor[Any] | None:
+    """``query`` for ``keys`` (its ``keys`` parameter), queued in the pipeline; None for none."""
+    if not keys:
+        return None
+    cursor = conn.cursor()
+    await cursor.execute(query, {"keys": sorted(keys)})
+    return cursor
+
+
+async def _answer(cursor: psycopg.AsyncCursor[Any] | None) -> list[Any]:
+    if cursor is None:
+        return []
+    async with cursor:
+        return await cursor.fetchall()
 
 
 async def _write_copied(conn: psycopg.AsyncConnection[Any], batch: Batch, known: KnownIds) -> WriteResult:
@@ -440,8 +457,12 @@ def _document(rows: Sequence[RowLike]) -> dict[str, Any]:
 
 
 async def _upsert_users(cur: psycopg.AsyncCursor[Any], rows: Sequence[RowLike]) -> None:
-    wallets = sorted({r.counterparty_wallet for r in rows if r.counterparty_wallet})
-    if wallets:
+    await _upsert_wallets(cur, {r.counterparty_wallet for r in rows if r.counterparty_wallet})
+
+
+async def _upsert_wallets(cur: psycopg.AsyncCursor[Any], wallets: Iterable[str]) -> None:
+    """Add ``wallets`` to users (those not there yet); nothing is sent for none."""
+    if wallets := sorted(wallets):
         await cur.execute(_UPSERT_USERS, {"wallets": wallets})
 
 
