@@ -14,7 +14,8 @@ split at the root by what the caller should do about it:
         ``DecodeError``       an RPC payload we cannot decode; carries a ``reason`` code
                               and is dead-lettered with the raw payload.
         ``RpcError``          a JSON-RPC error object that is not transient
-                              (invalid params, unsupported transaction version...).
+                              (invalid params, unsupported transaction version...);
+                              carries the object's ``code`` and ``data``.
         ``DatabaseError``     a constraint violation or other non-retryable SQLSTATE;
                               names the constraint when there is one.
         ``MigrationError``    a migration file changed after it was applied, or failed.
@@ -24,6 +25,8 @@ Third-party exceptions are translated at the boundary with ``raise X(...) from e
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class IndexerError(Exception):
@@ -52,11 +55,13 @@ class DecodeError(PermanentError):
 
 
 class RpcError(PermanentError):
-    """A JSON-RPC error answer that retrying will not change."""
+    """A JSON-RPC error answer that retrying will not change. ``data`` is the error
+    object's own ``data`` member (sendTransaction's simulation result, for one), if any."""
 
-    def __init__(self, code: int, message: str, method: str = "") -> None:
+    def __init__(self, code: int, message: str, method: str = "", data: Any = None) -> None:
         self.code = code
         self.method = method
+        self.data = data
         super().__init__(f"{method or 'rpc'} failed with {code}: {message}")
 
 

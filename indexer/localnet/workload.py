@@ -67,7 +67,7 @@ from solders.sysvar import SLOT_HASHES
 from solders.transaction import VersionedTransaction
 
 from indexer.config import redact_url
-from indexer.errors import PermanentError
+from indexer.errors import PermanentError, RpcError
 from indexer.localnet import workload_tx as txs
 from indexer.localnet.workload_plan import (
     DEFAULT_MIX,
@@ -94,7 +94,8 @@ __all__ = ["DEFAULT_MIX", "KINDS", "Register", "WorkloadConfig", "WorkloadError"
 log = structlog.get_logger(__name__)
 Register = Callable[[Registration], Awaitable[None]]
 _LEVELS = ("processed", "confirmed", "finalized")
-BLOCKHASH_TTL = 1.0  # seconds a fetched blockhash is reused (well inside its ~60 s validity)
+BLOCKHASH_TTL = 1.0  # seconds a fetched blockhash is reused (valid 150 slots: 6 s at 40 ms a slot)
+RESIGNS = 5  # times a transaction is signed anew after its blockhash expired unlanded
 STATUS_POLL = 0.05  # seconds between getSignatureStatuses rounds while something is pending
 
 
@@ -138,8 +139,20 @@ class WorkloadSummary:
         return f"{self.sent} transactions sent, {self.rows} expected rows"
 
 
+@dataclass(slots=True)
+class _Watch:
+    future: asyncio.Future[SignatureStatus | None]
+    deadline: float  # loop time
+    expires_after: int | None  # the blockhash's lastValidBlockHeight, when it has one
+
+
 class _Statuses:
-    """Watches signatures with batched getSignatureStatuses until they reach ``level``."""
+    """Watches signatures with batched getSignatureStatuses until they reach ``level``.
+
+    A watch given its blockhash's ``lastValidBlockHeight`` ends with None once the
+    confirmed block height has passed it with no status seen: that transaction can never
+    land. The height is read before the statuses, so a None after it is final.
+    """
 
     def __init__(self, rpc: RpcClient, level: str, *, timeout: float,
                  sleep: Callable[[float], Awaitable[None]]) -> None:
@@ -147,24 +160,28 @@ class _Statuses:
         self.level = _LEVELS.index(level)
         self.timeout = timeout
         self.sleep = sleep
-        self._waiting: dict[str, tuple[asyncio.Future[SignatureStatus], float]] = {}
+        self._waiting: dict[str, _Watch] = {}
         self._wake = asyncio.Event()
         self._failure: BaseException | None = None
 
-    def watch(self, signature: str) -> asyncio.Future[SignatureStatus]:
+    def watch(self, signature: str, expires_after: int | None = None
+              ) -> asyncio.Future[SignatureStatus | None]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[SignatureStatus] = loop.create_future()
+        future: asyncio.Future[SignatureStatus | None] = loop.create_future()
         if self._failure is not None:
             future.set_exception(self._failure)
             return future
         if signature in self._waiting:
-            return self._waiting[signature][0]
-        self._waiting[signature] = (future, loop.time() + self.timeout)
+            return self._waiting[signature].future
+        self._waiting[signature] = _Watch(future, loop.time() + self.timeout, expires_after)
         self._wake.set()
         return future
 
     async def wait(self, signature: str) -> SignatureStatus:
-        return await self.watch(signature)
+        status = await self.watch(signature)
+        if status is None:  # only a watch with an expiry ends without a status
+            raise WorkloadError(f"transaction {signature} never landed")
+        return status
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -174,17 +191,26 @@ class _Statuses:
                     self._wake.clear()
                     await self._wake.wait()
                 signatures = list(self._waiting)
+                height = None
+                if any(w.expires_after is not None for w in self._waiting.values()):
+                    height = int(await self.rpc.call("getBlockHeight", [{"commitment": "confirmed"}]))
                 statuses = await self.rpc.get_signature_statuses(signatures)
                 now = loop.time()
                 for signature, status in zip(signatures, statuses, strict=True):
-                    future, deadline = self._waiting[signature]
+                    watch = self._waiting[signature]
+                    future = watch.future
                     reached = status is not None and _LEVELS.index(
                         status.confirmation_status or "processed") >= self.level
                     if reached and status is not None:
                         del self._waiting[signature]
                         if not future.done():
                             future.set_result(status)
-                    elif now > deadline:
+                    elif (status is None and height is not None and watch.expires_after is not None
+                          and height > watch.expires_after):
+                        del self._waiting[signature]
+                        if not future.done():
+                            future.set_result(None)
+                    elif now > watch.deadline:
                         del self._waiting[signature]
                         if not future.done():
                             future.set_exception(WorkloadError(
@@ -194,9 +220,9 @@ class _Statuses:
                     await self.sleep(STATUS_POLL)
         except Exception as exc:
             self._failure = exc
-            for future, _ in self._waiting.values():
-                if not future.done():
-                    future.set_exception(exc)
+            for watch in self._waiting.values():
+                if not watch.future.done():
+                    watch.future.set_exception(exc)
             self._waiting.clear()
             raise
 
@@ -218,19 +244,20 @@ class _Sender:
         self.errors: dict[int, Any] = {}
         self.sent: Counter[str] = Counter()
         self.lookup_table: AddressLookupTableAccount | None = None
-        self._signed: dict[int, asyncio.Future[str]] = {}
-        self._confirmed: dict[int, asyncio.Future[SignatureStatus]] = {}
-        self._hash: tuple[Hash, float] | None = None
+        self._landed: dict[int, asyncio.Future[SignatureStatus]] = {}
+        self._hash: tuple[Hash, int, float] | None = None  # blockhash, lastValidBlockHeight, fetched
         self._hash_lock = asyncio.Lock()
         self._in_flight = asyncio.Semaphore(config.max_in_flight)
 
     # -- plumbing -------------------------------------------------------------------------
-    async def blockhash(self) -> Hash:
+    async def blockhash(self) -> tuple[Hash, int]:
+        """A recent blockhash and its lastValidBlockHeight."""
         async with self._hash_lock:
-            if self._hash is None or self.clock() - self._hash[1] > BLOCKHASH_TTL:
-                result = await self.rpc.call("getLatestBlockhash", [{"commitment": "confirmed"}])
-                self._hash = (Hash.from_string(result["value"]["blockhash"]), self.clock())
-            return self._hash[0]
+            if self._hash is None or self.clock() - self._hash[2] > BLOCKHASH_TTL:
+                value = (await self.rpc.call("getLatestBlockhash", [{"commitment": "confirmed"}]))["value"]
+                self._hash = (Hash.from_string(value["blockhash"]), int(value["lastValidBlockHeight"]),
+                              self.clock())
+            return self._hash[0], self._hash[1]
 
     async def send(self, tx: VersionedTransaction, *, skip_preflight: bool = False) -> str:
         signature = await self.rpc.call("sendTransaction", [
@@ -240,12 +267,44 @@ class _Sender:
             raise WorkloadError(f"sendTransaction answered {signature}, expected {tx.signatures[0]}")
         return str(signature)
 
+    async def land(self, build: Callable[[Hash], VersionedTransaction], *,
+                   skip_preflight: bool = False) -> tuple[str, SignatureStatus]:
+        """Sign (``build``) with a recent blockhash, send, and wait until the transaction
+        reaches the watched level: its signature and status.
+
+        A transaction whose blockhash expires before it lands never can: the node refuses
+        it ("Blockhash not found"), or drops it unannounced when preflight is skipped. The
+        RPC client's retries through an outage can outlast a blockhash, so such a
+        transaction is signed anew with a fresh one, as wallets do. Nothing lands twice:
+        a node answers a transaction it already has with its signature, before it checks
+        the blockhash.
+        """
+        for _ in range(RESIGNS):
+            blockhash, last_valid = await self.blockhash()
+            tx = build(blockhash)
+            status: SignatureStatus | None = None
+            try:
+                async with self._in_flight:
+                    await self.send(tx, skip_preflight=skip_preflight)
+            except RpcError as exc:
+                if not _blockhash_not_found(exc):
+                    raise
+            else:
+                status = await self.statuses.watch(str(tx.signatures[0]), last_valid)
+            if status is not None:
+                return str(tx.signatures[0]), status
+            log.info("workload_blockhash_expired", signature=str(tx.signatures[0]),
+                     last_valid_block_height=last_valid)
+            if self._hash is not None and self._hash[0] == blockhash:
+                self._hash = None
+        raise WorkloadError(f"a transaction's blockhash expired {RESIGNS} times before it landed")
+
     async def send_and_wait(self, instructions: Sequence[Instruction], signers: Sequence[Keypair],
                             ) -> SignatureStatus:
-        tx = txs.sign(signers[0], instructions, signers, await self.blockhash())
-        status = await self.statuses.wait(await self.send(tx))
+        signature, status = await self.land(
+            lambda blockhash: txs.sign(signers[0], instructions, signers, blockhash))
         if status.err is not None:
-            raise WorkloadError(f"set-up transaction {tx.signatures[0]} failed: {status.err}")
+            raise WorkloadError(f"set-up transaction {signature} failed: {status.err}")
         return status
 
     async def airdrop(self, wallet: str, lamports: int) -> str:
@@ -304,8 +363,7 @@ class _Sender:
                 instructions.append(txs.mint_to(mint, Pubkey.from_string(account), payer.pubkey(),
                                                 self.config.user_usdc))
             if instructions:
-                async with self._in_flight:
-                    await self.send_and_wait(instructions, signers)
+                await self.send_and_wait(instructions, signers)
 
         await asyncio.gather(*(prepare(w) for w in wallets))
         log.info("workload_usdc_ready", mint=cast.mint, accounts=len(wallets))
@@ -333,38 +391,37 @@ class _Sender:
         log.info("workload_lookup_table_ready", table=str(table), addresses=len(agents))
 
     # -- steps ----------------------------------------------------------------------------
-    def _signed_future(self, index: int) -> asyncio.Future[str]:
-        if index not in self._signed:
-            self._signed[index] = asyncio.get_running_loop().create_future()
-        return self._signed[index]
+    def _landed_future(self, index: int) -> asyncio.Future[SignatureStatus]:
+        if index not in self._landed:
+            self._landed[index] = asyncio.get_running_loop().create_future()
+        return self._landed[index]
 
     async def run_step(self, step: Step) -> None:
-        """Send one step (after the payment a refund names is confirmed) and wait for it."""
-        signed = self._signed_future(step.index)
+        """Send one step (after the payment a refund names has landed) and wait until it lands."""
+        landed = self._landed_future(step.index)
         try:
             memo = step.memo
             if step.refund_of_step is not None:
-                await self._signed_future(step.refund_of_step)
-                paid = await self._confirmed[step.refund_of_step]
+                paid = await self._landed_future(step.refund_of_step)
                 if paid.err is not None:
                     raise WorkloadError(f"step {step.index} refunds a payment that failed")
                 memo = resolve_memo(step.memo, self.signatures, step.refund_of_step)
-            async with self._in_flight:
-                if step.kind == "airdrop":
+            if step.kind == "airdrop":
+                async with self._in_flight:
                     signature = await self.airdrop(step.signer, step.legs[0].amount_raw)
-                else:
-                    tx = txs.step_transaction(step, self.plan.cast, self.keys, await self.blockhash(),
-                                              memo_text=memo, lookup_table=self.lookup_table)
-                    signature = await self.send(tx, skip_preflight=step.expect_error)
+                status = await self.statuses.wait(signature)
+            else:
+                signature, status = await self.land(
+                    lambda blockhash: txs.step_transaction(step, self.plan.cast, self.keys, blockhash,
+                                                           memo_text=memo, lookup_table=self.lookup_table),
+                    skip_preflight=step.expect_error)
             self.signatures[step.index] = signature
-            signed.set_result(signature)
+            landed.set_result(status)
         except BaseException as exc:
-            if not signed.done():
-                signed.set_exception(exc)
-                signed.exception()  # retrieved: the step's own task reports it
+            if not landed.done():
+                landed.set_exception(exc)
+                landed.exception()  # retrieved: the step's own task reports it
             raise
-        confirmed = self._confirmed[step.index] = self.statuses.watch(signature)
-        status = await confirmed
         self.errors[step.index] = status.err
         self.sent[step.kind] += 1
         if (status.err is not None) != step.expect_error:
@@ -387,7 +444,7 @@ class _Sender:
                     await self.sleep(delay)
                 due_index += 1
                 if step.refund_of_step is not None:
-                    self._signed_future(step.refund_of_step)
+                    self._landed_future(step.refund_of_step)
                 tasks.append(asyncio.create_task(self.run_step(step)))
                 # Surface a failed step now instead of after the whole schedule.
                 for task in [t for t in tasks if t.done()]:
@@ -398,6 +455,11 @@ class _Sender:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _blockhash_not_found(exc: RpcError) -> bool:
+    """sendTransaction's preflight refused the transaction for its blockhash."""
+    return isinstance(exc.data, Mapping) and exc.data.get("err") == "BlockhashNotFound"
 
 
 @contextlib.asynccontextmanager

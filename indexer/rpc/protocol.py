@@ -127,7 +127,7 @@ def error_from(obj: Mapping[str, Any], method: str) -> IndexerError:
         return RpcRateLimited(f"{method}: {message}")
     if code in TRANSIENT_CODES:
         return RpcUnavailable(f"{method} failed with {code}: {message}")
-    return RpcError(code, message, method)
+    return RpcError(code, message, method, obj.get("data"))
 
 
 def decode(body: bytes, requests: Sequence[Request]) -> list[Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -17,11 +18,25 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
+from solders.hash import Hash
+from solders.keypair import Keypair
+from solders.signature import Signature
+from solders.system_program import TransferParams, transfer
+from solders.transaction import VersionedTransaction
 
 from indexer.localnet import Localnet, LocalnetConfig
-from indexer.localnet.workload import WorkloadConfig, WorkloadError, WorkloadSummary, run_workload
+from indexer.localnet import workload_tx as txs
+from indexer.localnet.workload import (
+    WorkloadConfig,
+    WorkloadError,
+    WorkloadSummary,
+    _Sender,
+    _watching,
+    run_workload,
+)
 from indexer.localnet.workload_plan import KINDS, LAMPORTS_PER_SOL, plan
 from indexer.localnet.workload_registration import Registration, register_marketplace, registration_for
+from indexer.rpc import RpcClient
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=20, finality_slots=4)
 # 72 steps: the planner sends every kind once first, then draws from the mix.
@@ -149,6 +164,48 @@ async def test_a_chain_that_disagrees_with_the_intent_stops_the_run(net: Localne
         await run_workload(config, register=register)
     assert [r.agents for r in registered] == [registration_for(plan(config)).agents]
     assert not (tmp_path / "truth.jsonl").exists()
+
+
+async def _land_stale_first(sender: _Sender, payer: Keypair, payee: Keypair, stale: Hash, lamports: int,
+                            *, skip_preflight: bool) -> list[VersionedTransaction]:
+    """``sender.land`` a transfer whose first signing takes the expired ``stale`` blockhash;
+    every transaction built, in order."""
+    built: list[VersionedTransaction] = []
+
+    def build(blockhash: Hash) -> VersionedTransaction:
+        pay = transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=payee.pubkey(),
+                                      lamports=lamports))
+        built.append(txs.sign(payer, [pay], [payer], stale if not built else blockhash))
+        return built[-1]
+
+    signature, status = await sender.land(build, skip_preflight=skip_preflight)
+    assert signature == str(built[-1].signatures[0])
+    assert status.err is None
+    return built
+
+
+async def test_a_transaction_whose_blockhash_expired_is_signed_anew() -> None:
+    """The RPC client's retries through an outage can outlast a blockhash (150 slots: 0.75 s
+    here). Such a transaction never lands, whether the node refused it (preflight:
+    "Blockhash not found") or dropped it unannounced (no preflight): the sender signs it
+    anew with a fresh blockhash, and only that one lands."""
+    async with Localnet(LocalnetConfig(port=0, slot_ms=5, finality_slots=4)) as net, \
+            RpcClient([net.http_url]) as rpc:
+        config = replace(CONFIG, rpc_url=net.http_url)
+        sender = _Sender(config, plan(config), rpc, sleep=asyncio.sleep, clock=time.monotonic)
+        payer, payee = Keypair(), Keypair()
+        async with _watching(sender.statuses):
+            await sender.statuses.wait(await sender.airdrop(str(payer.pubkey()), LAMPORTS_PER_SOL))
+            stale, stale_valid = await sender.blockhash()
+            # A watch with an expiry ends without a status once the height passed it.
+            assert await sender.statuses.watch(str(Signature.default()), stale_valid) is None
+            for lamports, skip_preflight in ((1_000_000, False), (2_000_000, True)):
+                built = await _land_stale_first(sender, payer, payee, stale, lamports,
+                                                skip_preflight=skip_preflight)
+                assert len(built) == 2
+                assert await rpc.get_signature_statuses([str(built[0].signatures[0])]) == [None]
+        balance = await rpc.call("getBalance", [str(payee.pubkey()), {"commitment": "confirmed"}])
+        assert balance["value"] == 3_000_000  # each transfer landed once
 
 
 def test_planning_is_deterministic() -> None:

@@ -74,7 +74,8 @@ async def test_the_rate_limit_counts_every_call_of_a_batch(node: FakeNode) -> No
 async def test_per_item_errors_stay_in_place(node: FakeNode) -> None:
     def handler(request: dict[str, Any]) -> Any:
         if request["params"][0] == "bad":
-            return {"__error__": {"code": -32602, "message": "Invalid param: bad signature"}}
+            return {"__error__": {"code": -32602, "message": "Invalid param: bad signature",
+                                  "data": {"detail": "not base58"}}}
         return {"ok": request["params"][0]}
 
     node.handler = handler
@@ -82,7 +83,7 @@ async def test_per_item_errors_stay_in_place(node: FakeNode) -> None:
         results = await rpc.get_transactions(["x", "bad", "y"])
     assert results[0] == {"ok": "x"}
     assert isinstance(results[1], RpcError)
-    assert results[1].code == -32602
+    assert (results[1].code, results[1].data) == (-32602, {"detail": "not base58"})
     assert results[2] == {"ok": "y"}
 
 
