@@ -337,3 +337,27 @@ async def test_the_writer_inserts_while_its_batches_meet_rows_already_written(
     assert [r.inserted_total for r in results] == [size, 0, size, size]
     assert len(copies) == 3  # the third batch went straight to the insert
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (3 * size,)
+
+
+async def test_the_writers_connection_warms_up_writing_nothing_and_telling_nobody(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """The writer's connection opens with an empty COPY into ``transactions`` (its first
+    batch then finds the catalog entries loaded and the triggers compiled): no row, no
+    stats change, no notification for the daemon's rankings scheduler."""
+    _register(conn)
+    stats = conn.execute("SELECT * FROM agent_stats ORDER BY agent_id").fetchall()
+    with psycopg.connect(db_url, autocommit=True) as listener:
+        listener.execute("LISTEN amoca_stats_changed")
+        pool = sink.writer_pool(db_url)
+        await pool.open(wait=True)
+        try:
+            async with pool.connection() as writer:
+                assert (await (await writer.execute("SELECT application_name FROM pg_stat_activity"
+                                                    " WHERE pid = pg_backend_pid()")).fetchone()
+                        == (sink.WRITER_APPLICATION_NAME,))
+        finally:
+            await pool.close()
+        listener.execute("SELECT 1")  # a round trip: any notification sent has arrived
+        assert list(listener.notifies(timeout=0)) == []
+    assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
+    assert conn.execute("SELECT * FROM agent_stats ORDER BY agent_id").fetchall() == stats
