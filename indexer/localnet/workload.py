@@ -97,6 +97,7 @@ _LEVELS = ("processed", "confirmed", "finalized")
 BLOCKHASH_TTL = 1.0  # seconds a fetched blockhash is reused (valid 150 slots: 6 s at 40 ms a slot)
 RESIGNS = 5  # times a transaction is signed anew after its blockhash expired unlanded
 STATUS_POLL = 0.05  # seconds between getSignatureStatuses rounds while something is pending
+HEIGHT_EVERY = 0.5  # seconds between block height readings (for blockhash expiry) while watching
 
 
 class WorkloadError(PermanentError):
@@ -151,7 +152,9 @@ class _Statuses:
 
     A watch given its blockhash's ``lastValidBlockHeight`` ends with None once the
     confirmed block height has passed it with no status seen: that transaction can never
-    land. The height is read before the statuses, so a None after it is final.
+    land. The height is read before the statuses (heights only grow, so an earlier reading
+    will do), so a None after it is final; it is read at most every ``HEIGHT_EVERY`` s,
+    not every round.
     """
 
     def __init__(self, rpc: RpcClient, level: str, *, timeout: float,
@@ -163,6 +166,7 @@ class _Statuses:
         self._waiting: dict[str, _Watch] = {}
         self._wake = asyncio.Event()
         self._failure: BaseException | None = None
+        self._height: tuple[int, float] | None = None  # confirmed block height, read at (loop time)
 
     def watch(self, signature: str, expires_after: int | None = None
               ) -> asyncio.Future[SignatureStatus | None]:
@@ -193,7 +197,10 @@ class _Statuses:
                 signatures = list(self._waiting)
                 height = None
                 if any(w.expires_after is not None for w in self._waiting.values()):
-                    height = int(await self.rpc.call("getBlockHeight", [{"commitment": "confirmed"}]))
+                    if self._height is None or loop.time() - self._height[1] >= HEIGHT_EVERY:
+                        read = int(await self.rpc.call("getBlockHeight", [{"commitment": "confirmed"}]))
+                        self._height = (read, loop.time())
+                    height = self._height[0]
                 statuses = await self.rpc.get_signature_statuses(signatures)
                 now = loop.time()
                 for signature, status in zip(signatures, statuses, strict=True):
