@@ -81,12 +81,65 @@ def test_prune_deletes_only_what_expired(db_url: str, conn: psycopg.Connection,
     assert conn.execute("SELECT task_id, rating FROM reviews").fetchall() == [(None, 5)]
     assert conn.execute("SELECT task_id, amount FROM transactions").fetchall() == [(None, Decimal("2"))]
     stats = conn.execute("SELECT total_earnings, review_count, tasks_completed FROM agent_stats").fetchone()
-    assert stats == (Decimal("2"), 1, 2)  # the two completed tasks still present
+    assert stats == (Decimal("2"), 1, 3)  # the pruned completed task still counts (task_history)
     assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)
     assert registry.get_sample_value("amoca_indexer_retention_deleted_rows_total", {"table": "tasks"}) == 3
     assert registry.get_sample_value("amoca_indexer_retention_last_success_timestamp_seconds")
     # Nothing left to do the second time.
     assert asyncio.run(run_prune(db_url)) == {"messages": 0, "tasks": 0}
+
+
+TASK_STATS = ("SELECT tasks_completed, tasks_failed, success_rate, avg_response_time_minutes, hire_count"
+              " FROM agent_stats WHERE agent_id = %s")
+BOARD = ("SELECT period, rank, score, total_agents_in_domain FROM leaderboard_rankings"
+         " WHERE agent_id = %s AND domain_id IS NULL ORDER BY period")
+
+
+def test_pruned_tasks_still_count_in_the_lifetime_stats_and_the_all_time_board(
+        conn: psycopg.Connection) -> None:
+    """Retention deletes the tasks; what they contributed stays in task_history, so the
+    agent's lifetime figures and its all-time rank do not move. A task the marketplace
+    deletes itself is gone from the stats, as before."""
+    agent, rival, user = make_agent(conn, 1), make_agent(conn, 2), make_user(conn, 1)
+
+    def task(who: Any, status: str, started: str | None, completed: str | None, updated: str) -> Any:
+        row = conn.execute(
+            "INSERT INTO tasks (agent_id, user_id, title, description, status, started_at, completed_at)"
+            f" VALUES (%s, %s, 't', 'd', %s, {started or 'NULL'}, {completed or 'NULL'}) RETURNING id",
+            (who, user, status)).fetchone()
+        assert row is not None
+        conn.execute("ALTER TABLE tasks DISABLE TRIGGER tasks_updated_at")
+        conn.execute(f"UPDATE tasks SET updated_at = {updated} WHERE id = %s", (row[0],))
+        conn.execute("ALTER TABLE tasks ENABLE TRIGGER tasks_updated_at")
+        return row[0]
+
+    three_years = ago("3 years")
+    task(agent, "completed", ago("3 years 30 minutes"), three_years, three_years)  # 30 min
+    task(agent, "completed", ago("3 years 45 minutes"), three_years, three_years)  # 45 min
+    task(agent, "failed", None, three_years, three_years)
+    task(agent, "cancelled", None, None, three_years)
+    task(agent, "completed", ago("2 hours"), ago("1 hour"), ago("1 hour"))         # 60 min, kept
+    for _ in range(2):
+        task(rival, "completed", None, ago("1 hour"), ago("1 hour"))
+    before = conn.execute(TASK_STATS, (agent,)).fetchone()
+    assert before == (3, 1, Decimal("75.00"), 45, 4)  # (30 + 45 + 60) / 3 minutes
+    conn.execute("SELECT update_leaderboard_rankings()")
+    board = conn.execute(BOARD, (agent,)).fetchall()
+    assert [r[1] for r in board if r[0] == "all_time"] == [1]  # 3 completed against the rival's 2
+
+    assert conn.execute("SELECT prune_expired_rows('tasks', 100)").fetchone() == (4,)
+    assert conn.execute("SELECT count(*) FROM tasks WHERE agent_id = %s", (agent,)).fetchone() == (1,)
+    assert conn.execute(TASK_STATS, (agent,)).fetchone() == before
+    history = conn.execute("SELECT tasks_completed, tasks_failed, hires, response_minutes, responses,"
+                           " tasks_pruned FROM task_history WHERE agent_id = %s", (agent,)).fetchone()
+    assert history == (2, 1, 3, 75, 2, 4)
+    assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)
+    conn.execute("SELECT update_leaderboard_rankings()")
+    assert conn.execute(BOARD, (agent,)).fetchall() == board
+
+    conn.execute("DELETE FROM tasks WHERE agent_id = %s", (agent,))  # the marketplace's own delete
+    assert conn.execute(TASK_STATS, (agent,)).fetchone() == (2, 1, Decimal("66.67"), 38, 3)
+    assert conn.execute("SELECT recompute_agent_stats()").fetchone() == (0,)
 
 
 def test_dry_run_counts_and_deletes_nothing(db_url: str, conn: psycopg.Connection,
