@@ -30,6 +30,14 @@ COMMENT ON TABLE task_history IS
 
 GRANT SELECT ON task_history TO amoca_indexer, amoca_api, amoca_readonly;
 
+COMMENT ON COLUMN agent_stats.tasks_completed IS
+    'count of tasks with status completed, plus task_history.tasks_completed';
+COMMENT ON COLUMN agent_stats.tasks_failed IS 'count of tasks with status failed, plus task_history.tasks_failed';
+COMMENT ON COLUMN agent_stats.avg_response_time_minutes IS
+    'round(minutes of completed_at - started_at over completed tasks having both, task_history.response_minutes'
+    ' included, divided by their count, task_history.responses included); NULL when none';
+COMMENT ON COLUMN agent_stats.hire_count IS 'count of tasks whose status is not cancelled, plus task_history.hires';
+
 CREATE OR REPLACE FUNCTION task_stats_of(agent_ids uuid[])
 RETURNS TABLE (agent_id uuid, tasks_completed integer, tasks_failed integer,
                success_rate numeric(5, 2), avg_response_time_minutes integer, hire_count integer)
