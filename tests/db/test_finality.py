@@ -42,3 +42,38 @@ async def test_a_pass_asks_about_rows_that_can_be_final_oldest_first(conn: psyco
                           " ORDER BY status, slot NULLS FIRST").fetchall()
     assert stored == [("confirmed", 121, None), ("confirmed", 121, None), ("failed", 100, "dropped"),
                       ("pending", None, None), ("pending", 250, None)]
+
+
+async def test_a_pass_reaches_its_rows_by_signature_whatever_the_statistics_say(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """Statistics taken while no row was pending, then many pending rows (a finality
+    backlog): the confirm and fail statements still go by signature, never through the
+    pending rows' partial index -- joined by a nested loop, it unnested the whole list
+    again for every pending row. Rows no longer pending are left alone."""
+    user, agent = make_user(conn, 1), make_agent(conn, 1)
+    insert = ("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
+              " transaction_type, status, slot)"
+              " SELECT %s, %s, %s || lpad(translate(i::text, '0', 'z'), 60, 'A'), 1, 'payment', %s, i"
+              " FROM generate_series(1, %s) i")
+    conn.execute(insert, (user, agent, "C", "confirmed", 500))
+    conn.execute("ANALYZE transactions")
+    conn.execute(insert, (user, agent, "P", "pending", 400))
+    pending = [r[0] for r in conn.execute("SELECT transaction_signature FROM transactions"
+                                          " WHERE status = 'pending' ORDER BY slot").fetchall()]
+    confirmed_already = conn.execute("SELECT transaction_signature FROM transactions"
+                                     " WHERE status = 'confirmed' LIMIT 1").fetchone()
+    assert confirmed_already is not None
+    confirm = [*pending[:200], confirmed_already[0]]
+    for statement, params in (
+            (finality._CONFIRM, {"signature": confirm, "slot": list(range(len(confirm)))}),
+            (finality._FAIL, {"signature": pending[200:300], "reason": ["dropped"] * 100})):
+        plan = conn.execute("EXPLAIN (FORMAT JSON) " + statement, params).fetchone()
+        assert plan is not None
+        assert "idx_transactions_pending" not in str(plan[0])
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        moved = await finality.apply(aconn, finality.Decisions(
+            confirm=tuple((s, n) for n, s in enumerate(confirm)),
+            fail=tuple((s, "dropped") for s in pending[200:300])))
+    assert moved == (200, 100)
+    counts = dict(conn.execute("SELECT status, count(*) FROM transactions GROUP BY status").fetchall())
+    assert counts == {"confirmed": 700, "failed": 100, "pending": 100}
