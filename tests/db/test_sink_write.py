@@ -22,6 +22,7 @@ from indexer.decode.models import Leg, TransferRow, jsonb_key_order
 from indexer.errors import DatabaseError
 from indexer.sink import _INSERT_ROWS, _INSERT_STAGED, Batch, rows_document, staged_values, write_batch
 from tests.db.test_schema import signature as a_signature
+from tests.db.test_schema import wallet
 from tests.support.scans import rows_scanned
 
 AGENT = "AgentWa11et1111111111111111111111111111111"
@@ -361,3 +362,38 @@ async def test_the_writers_connection_warms_up_writing_nothing_and_telling_nobod
         assert list(listener.notifies(timeout=0)) == []
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
     assert conn.execute("SELECT * FROM agent_stats ORDER BY agent_id").fetchall() == stats
+
+
+async def test_after_a_large_first_batch_the_writers_small_writes_still_go_by_key(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """PL/pgSQL keeps each trigger statement's plan for the session, made for the size of
+    the transition table it first saw. Planned for a catch-up batch, the stats trigger's
+    agent_stats and users updates hash-join both tables whole, and then did so for every
+    later write whose rows move a total (a confirmed row: a daemon at finalized
+    commitment). The writer's warm-up is the first call on its connection, so they are
+    planned for a few rows: by key, at any size."""
+    agents = [wallet(2000 + i) for i in range(1500)]
+    conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                  " SELECT 'a-' || w, 'Agent', 't', 'd', 'https://x/a.png', w FROM unnest(%s::text[]) w",
+                  (agents,))
+    conn.execute("INSERT INTO users (wallet_address) SELECT w FROM unnest(%s::text[]) w",
+                  ([wallet(9000 + i) for i in range(1500)],))
+    conn.execute("ANALYZE agents, agent_stats, users")
+    first = tuple(_row(n, signature=a_signature(n), agent=agents[n], counterparty=wallet(9000 + n),
+                       task=None) for n in range(400))
+    pool = sink.writer_pool(db_url)
+    await pool.open(wait=True)
+    try:
+        async with pool.connection() as aconn:
+            assert (await write_batch(aconn, Batch(rows=first))).copied
+            async with aconn.transaction():  # the statistics below count this transaction's scans
+                read = "SELECT relname, seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = ANY(%s)"
+                tables = ["agent_stats", "users"]
+                before = dict(await (await aconn.execute(read, (tables,))).fetchall())
+                live = replace(_row(500, signature=a_signature(500), agent=agents[7],
+                                    counterparty=wallet(9007), task=None), status="confirmed")
+                assert (await write_batch(aconn, Batch(rows=(live,)))).inserted_total == 1
+                after = dict(await (await aconn.execute(read, (tables,))).fetchall())
+    finally:
+        await pool.close()
+    assert {t: after.get(t, 0) - before.get(t, 0) for t in tables} == {"agent_stats": 0, "users": 0}
