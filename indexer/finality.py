@@ -100,9 +100,10 @@ _ANY_PENDING = "SELECT EXISTS (SELECT FROM transactions WHERE status = 'pending'
 # index idx_transactions_pending (status = 'pending'), so that index is no way in. With
 # it, statistics taken while few rows were pending made the planner join the pending
 # rows to the signature list by a nested loop that unnests the whole list again for every
-# pending row: 1,000 of 5,000 pending rows took 0.65 s instead of ~0.02, and the daemon
-# benchmark saw passes run for 20 s, holding the users their rows paid while the writer
-# waited on them. Executed unprepared, so each plan is made for the list it is given.
+# pending row: 1,000 of 5,000 pending rows took 0.65 s instead of 0.03 s. The daemon
+# benchmark once saw a pass run for 23 s (its plan was not captured), holding the users
+# its rows paid while the writer waited on them. Executed unprepared, so each plan is
+# made for the list it is given.
 _CONFIRM = """
 UPDATE transactions t
 SET status = 'confirmed', confirmed_at = timezone('utc', now()), slot = v.slot
