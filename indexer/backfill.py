@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from psycopg_pool import AsyncConnectionPool
 
-from indexer.decode.base58 import b58decode
+from indexer.decode.base58 import is_signature
 from indexer.errors import ConfigError
 from indexer.pipeline import WorkUnit
 
@@ -65,12 +65,8 @@ def parse_bound(text: str) -> Bound:
     text = text.strip()
     if _SLOT.match(text):
         return Bound(slot=int(text))
-    if 64 <= len(text) <= 88:
-        try:
-            if len(b58decode(text)) == 64:
-                return Bound(signature=text)
-        except ValueError:
-            pass
+    if is_signature(text):
+        return Bound(signature=text)
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -18,6 +18,8 @@ rounds instead of 79 multiply-adds.
 
 from __future__ import annotations
 
+from solders.signature import Signature
+
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 # ASCII byte -> digit value; 255 for every byte outside the alphabet (non-ASCII text
 # encodes to bytes >= 128, which all map to 255 too).
@@ -68,3 +70,16 @@ def b58encode(data: bytes) -> str:
         chars.append(ALPHABET[remainder])
     zeros = len(data) - len(data.lstrip(b"\x00"))
     return "1" * zeros + "".join(reversed(chars))
+
+
+def is_signature(value: object) -> bool:
+    """Whether ``value`` is the base58 text of a transaction signature (64 bytes). A fixed
+    size, so solders decodes it, in Rust (a refund memo's parse took 75,000 instructions
+    with this module's decoding, 31,000 of them for this check)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        Signature.from_string(value)
+    except ValueError:
+        return False
+    return True

@@ -14,7 +14,7 @@ import orjson
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from indexer.decode.base58 import b58decode, b58encode
+from indexer.decode.base58 import b58decode, b58encode, is_signature
 from indexer.localnet import encoding
 from indexer.localnet.ledger import COMMITMENTS, Ledger, SendError
 
@@ -61,11 +61,8 @@ def _pubkey(params: list[Any], index: int = 0) -> Pubkey:
 
 
 def _signature(value: Any) -> str:
-    try:
-        if len(b58decode(value)) != 64:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise invalid("Invalid param: Invalid") from None
+    if not is_signature(value):
+        raise invalid("Invalid param: Invalid")
     return str(value)
 
 
