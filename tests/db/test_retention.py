@@ -22,20 +22,26 @@ def ago(what: str) -> str:
     return f"timezone('utc', now()) - interval '{what}'"
 
 
+def add_task(conn: psycopg.Connection, agent: Any, user: Any, status: str, *, started: str = "NULL",
+             completed: str = "NULL", updated: str | None = None) -> Any:
+    """A task's id; its times are SQL expressions (``ago(...)``)."""
+    row = conn.execute("INSERT INTO tasks (agent_id, user_id, title, description, status, started_at,"
+                       f" completed_at) VALUES (%s, %s, 't', 'd', %s, {started}, {completed}) RETURNING id",
+                       (agent, user, status)).fetchone()
+    assert row is not None
+    if updated is not None:  # the updated_at trigger sets now(); backdate without it
+        conn.execute("ALTER TABLE tasks DISABLE TRIGGER tasks_updated_at")
+        conn.execute(f"UPDATE tasks SET updated_at = {updated} WHERE id = %s", (row[0],))
+        conn.execute("ALTER TABLE tasks ENABLE TRIGGER tasks_updated_at")
+    return row[0]
+
+
 @pytest.fixture
 def old_and_new(conn: psycopg.Connection) -> dict[str, Any]:
     agent, user = make_agent(conn, 1), make_user(conn, 1)
 
     def task(status: str, completed: str = "NULL", updated: str | None = None) -> Any:
-        row = conn.execute(f"INSERT INTO tasks (agent_id, user_id, title, description, status, completed_at)"
-                           f" VALUES (%s, %s, 't', 'd', %s, {completed}) RETURNING id",
-                           (agent, user, status)).fetchone()
-        assert row is not None
-        if updated is not None:  # the updated_at trigger sets now(); backdate without it
-            conn.execute("ALTER TABLE tasks DISABLE TRIGGER tasks_updated_at")
-            conn.execute(f"UPDATE tasks SET updated_at = {updated} WHERE id = %s", (row[0],))
-            conn.execute("ALTER TABLE tasks ENABLE TRIGGER tasks_updated_at")
-        return row[0]
+        return add_task(conn, agent, user, status, completed=completed, updated=updated)
 
     tasks = {
         "old_completed": task("completed", ago("2 years 1 day"), ago("2 years 1 day")),
@@ -101,26 +107,15 @@ def test_pruned_tasks_still_count_in_the_lifetime_stats_and_the_all_time_board(
     agent's lifetime figures and its all-time rank do not move. A task the marketplace
     deletes itself is gone from the stats, as before."""
     agent, rival, user = make_agent(conn, 1), make_agent(conn, 2), make_user(conn, 1)
-
-    def task(who: Any, status: str, started: str | None, completed: str | None, updated: str) -> Any:
-        row = conn.execute(
-            "INSERT INTO tasks (agent_id, user_id, title, description, status, started_at, completed_at)"
-            f" VALUES (%s, %s, 't', 'd', %s, {started or 'NULL'}, {completed or 'NULL'}) RETURNING id",
-            (who, user, status)).fetchone()
-        assert row is not None
-        conn.execute("ALTER TABLE tasks DISABLE TRIGGER tasks_updated_at")
-        conn.execute(f"UPDATE tasks SET updated_at = {updated} WHERE id = %s", (row[0],))
-        conn.execute("ALTER TABLE tasks ENABLE TRIGGER tasks_updated_at")
-        return row[0]
-
-    three_years = ago("3 years")
-    task(agent, "completed", ago("3 years 30 minutes"), three_years, three_years)  # 30 min
-    task(agent, "completed", ago("3 years 45 minutes"), three_years, three_years)  # 45 min
-    task(agent, "failed", None, three_years, three_years)
-    task(agent, "cancelled", None, None, three_years)
-    task(agent, "completed", ago("2 hours"), ago("1 hour"), ago("1 hour"))         # 60 min, kept
+    old, recent = ago("3 years"), ago("1 hour")
+    # pruned: responses of 30 and 45 minutes, one failure, one cancellation; kept: 60 minutes
+    add_task(conn, agent, user, "completed", started=ago("3 years 30 minutes"), completed=old, updated=old)
+    add_task(conn, agent, user, "completed", started=ago("3 years 45 minutes"), completed=old, updated=old)
+    add_task(conn, agent, user, "failed", completed=old, updated=old)
+    add_task(conn, agent, user, "cancelled", updated=old)
+    add_task(conn, agent, user, "completed", started=ago("2 hours"), completed=recent, updated=recent)
     for _ in range(2):
-        task(rival, "completed", None, ago("1 hour"), ago("1 hour"))
+        add_task(conn, rival, user, "completed", completed=recent, updated=recent)
     before = conn.execute(TASK_STATS, (agent,)).fetchone()
     assert before == (3, 1, Decimal("75.00"), 45, 4)  # (30 + 45 + 60) / 3 minutes
     conn.execute("SELECT update_leaderboard_rankings()")
