@@ -539,14 +539,9 @@ async def _warm_up(conn: psycopg.AsyncConnection[Any]) -> None:
     compiles its statement triggers: 100 rows took 9.3 ms against 3.5 ms for the next 100.
     An empty COPY, done as the writer's connection opens (while the pipeline is still
     listing signatures), pays most of that before the first batch: it then took 5.6 ms.
-    It writes nothing, and no trigger acts on an empty statement.
-
-    It also fixes how the stats trigger's statements are planned on this connection:
-    PL/pgSQL keeps each one's plan for the session, made for the transition table of its
-    first call. Made for a catch-up batch, the agent_stats and users updates hash-join
-    both tables whole, and kept doing so for every later write whose rows move a total
-    (after a 600-row first batch, 10,000 agent_stats rows read per three-row write: 3.2
-    against 0.9 ms). Made for the empty warm-up, they go by key at any size."""
+    It writes nothing, and no trigger acts on an empty statement. (It no longer has to be
+    the first call that plans the stats trigger's statements: sql/0016 makes their plans
+    go by key whatever that call held.)"""
     async with conn.cursor() as cur, cur.copy(_COPY_ROWS):
         pass
 

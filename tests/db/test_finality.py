@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg
 
 from indexer import finality
-from tests.db.test_schema import make_agent, make_user, signature
+from tests.db.test_schema import make_agent, make_user, signature, wallet
 
 
 def _pending(conn: psycopg.Connection, seed: int, slot: int | None, agents: list[object],
@@ -77,3 +77,59 @@ async def test_a_pass_reaches_its_rows_by_signature_whatever_the_statistics_say(
     assert moved == (200, 100)
     counts = dict(conn.execute("SELECT status, count(*) FROM transactions GROUP BY status").fetchall())
     assert counts == {"confirmed": 700, "failed": 100, "pending": 100}
+
+
+async def test_a_sessions_large_first_pass_leaves_later_passes_going_by_key(
+        conn: psycopg.Connection, db_url: str) -> None:
+    """PL/pgSQL keeps a statement's plan for the session. The stats trigger's statements
+    that join its rows to agent_stats, users and transactions had plans made for the
+    session's first pass: after a large one, every later pass read agent_stats whole.
+    Now a small pass after a large one reads none of the three by sequential scan (tables
+    large enough for an index to be the cheaper way), and still moves the totals and marks
+    a refunded payment."""
+    agents = [wallet(20_000 + i) for i in range(10_000)]
+    users = [wallet(40_000 + i) for i in range(10_000)]
+    conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                 " SELECT 'a-' || w, 'Agent', 't', 'd', 'https://x/a.png', w FROM unnest(%s::text[]) w",
+                 (agents,))
+    conn.execute("INSERT INTO users (wallet_address) SELECT w FROM unnest(%s::text[]) w", (users,))
+    conn.execute("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
+                 " transaction_type, status, slot)"
+                 " SELECT (SELECT id FROM users LIMIT 1), (SELECT id FROM agents LIMIT 1),"
+                 " 'F' || lpad(translate(i::text, '0', 'z'), 60, 'A'), 1, 'payment', 'confirmed', 1"
+                 " FROM generate_series(1, 20000) i")
+    insert = ("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
+              " transaction_type, status, slot, refund_of)"
+              " SELECT u.id, a.id, %s, %s, %s, %s, 1, %s FROM agents a, users u"
+              " WHERE a.wallet_address = %s AND u.wallet_address = %s")
+    backlog = [(signature(10_000 + n), agents[-n - 1], users[-n - 1]) for n in range(2000)]
+    with conn.cursor() as cur:
+        cur.executemany(insert, [(sig, 1, "payment", "pending", None, agent, user)
+                                 for sig, agent, user in backlog])
+    paid, refund, later = signature(1), signature(2), signature(3)
+    conn.execute(insert, (paid, 5, "payment", "confirmed", None, agents[7], users[7]))
+    conn.execute(insert, (refund, 2, "refund", "pending", paid, agents[7], users[7]))
+    conn.execute(insert, (later, 3, "payment", "pending", None, agents[8], users[8]))
+    conn.execute("ANALYZE agents, agent_stats, users, transactions")
+    async with await psycopg.AsyncConnection.connect(db_url) as aconn:
+        assert await finality.apply(aconn, finality.Decisions(
+            confirm=tuple((s, 2) for s, _, _ in backlog))) == (2000, 0)
+        async with aconn.transaction():  # the statistics below count this transaction's scans
+            read = "SELECT relname, seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = ANY(%s)"
+            tables = ["agent_stats", "users", "transactions"]
+            before = dict(await (await aconn.execute(read, (tables,))).fetchall())
+            assert await finality.apply(aconn, finality.Decisions(
+                confirm=((refund, 3), (later, 3)))) == (2, 0)
+            after = dict(await (await aconn.execute(read, (tables,))).fetchall())
+    assert {t: after.get(t, 0) - before.get(t, 0) for t in tables} == dict.fromkeys(tables, 0)
+    assert conn.execute("SELECT status FROM transactions WHERE transaction_signature = %s",
+                        (paid,)).fetchone() == ("refunded",)
+    earnings = dict(conn.execute("SELECT a.wallet_address, s.total_earnings FROM agent_stats s"
+                                 " JOIN agents a ON a.id = s.agent_id WHERE a.wallet_address = ANY(%s)",
+                                 ([agents[7], agents[8], agents[-1]],)).fetchall())
+    assert earnings == {agents[7]: 3, agents[8]: 3, agents[-1]: 1}
+    for drift in ("SELECT count(*) FROM expected_user_totals() e JOIN users u ON u.id = e.user_id"
+                  " WHERE u.total_spent <> e.total_spent",
+                  "SELECT count(*) FROM expected_agent_stats() e JOIN agent_stats s USING (agent_id)"
+                  " WHERE s.total_earnings <> e.total_earnings"):
+        assert conn.execute(drift).fetchone() == (0,)

@@ -366,18 +366,18 @@ async def test_the_writers_connection_warms_up_writing_nothing_and_telling_nobod
 
 async def test_after_a_large_first_batch_the_writers_small_writes_still_go_by_key(
         conn: psycopg.Connection, db_url: str) -> None:
-    """PL/pgSQL keeps each trigger statement's plan for the session, made for the size of
-    the transition table it first saw. Planned for a catch-up batch, the stats trigger's
-    agent_stats and users updates hash-join both tables whole, and then did so for every
-    later write whose rows move a total (a confirmed row: a daemon at finalized
-    commitment). The writer's warm-up is the first call on its connection, so they are
-    planned for a few rows: by key, at any size."""
-    agents = [wallet(2000 + i) for i in range(1500)]
+    """PL/pgSQL keeps each trigger statement's plan for the session. Planned for the
+    transition table of a catch-up batch, the stats trigger's agent_stats and users
+    updates hash-joined both tables whole, and then did so for every later write whose
+    rows move a total (a confirmed row: a daemon at finalized commitment). Their plans
+    now go by key whatever the session's first batch held (sql/0016; tables large enough
+    for an index to be the cheaper way)."""
+    agents = [wallet(20_000 + i) for i in range(10_000)]
     conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
                   " SELECT 'a-' || w, 'Agent', 't', 'd', 'https://x/a.png', w FROM unnest(%s::text[]) w",
                   (agents,))
     conn.execute("INSERT INTO users (wallet_address) SELECT w FROM unnest(%s::text[]) w",
-                  ([wallet(9000 + i) for i in range(1500)],))
+                  ([wallet(9000 + i) for i in range(10_000)],))
     conn.execute("ANALYZE agents, agent_stats, users")
     first = tuple(_row(n, signature=a_signature(n), agent=agents[n], counterparty=wallet(9000 + n),
                        task=None) for n in range(400))
