@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,13 +115,14 @@ class Ledger:
         self.by_signature: dict[str, TxRecord] = {}
         self.by_address: dict[str, list[TxRecord]] = {}
         self.token_accounts: dict[str, dict[str, str]] = {}  # owner -> {account: program}
-        self.recent_hashes: deque[tuple[str, int]] = deque(maxlen=MAX_BLOCKHASH_AGE)
+        # blockhash -> its slot, oldest first: asked of every transaction sent, so a dict.
+        self.recent_hashes: dict[str, int] = {}
         self.faucet = Keypair()
         self.svm.set_account(self.faucet.pubkey(),
                              Account(10**18, b"", Pubkey.from_string(SYSTEM_PROGRAM), False, 0))
         self.genesis_hash = str(self.svm.latest_blockhash())
         self._open = Block(self.slot, self.slot - 1, self.genesis_hash, int(self.clock()))
-        self.recent_hashes.append((self.genesis_hash, self.slot))
+        self._remember_blockhash(self.genesis_hash)
         self.listeners: list[Callable[[TxRecord], None]] = []
 
     # -- commitment ---------------------------------------------------------------------
@@ -152,7 +152,7 @@ class Ledger:
         self.svm.warp_to_slot(self.slot)
         self.svm.expire_blockhash()
         blockhash = str(self.svm.latest_blockhash())
-        self.recent_hashes.append((blockhash, self.slot))
+        self._remember_blockhash(blockhash)
         self._open = Block(self.slot, closed.slot, blockhash, max(int(self.clock()), closed.block_time))
         return closed
 
@@ -162,7 +162,12 @@ class Ledger:
         return self._open.blockhash, self.slot + MAX_BLOCKHASH_AGE
 
     def blockhash_valid(self, blockhash: str) -> bool:
-        return any(h == blockhash for h, _ in self.recent_hashes)
+        return blockhash in self.recent_hashes
+
+    def _remember_blockhash(self, blockhash: str) -> None:
+        self.recent_hashes[blockhash] = self.slot
+        while len(self.recent_hashes) > MAX_BLOCKHASH_AGE:
+            del self.recent_hashes[next(iter(self.recent_hashes))]
 
     # -- transactions -------------------------------------------------------------------
     def resolve_keys(self, tx: VersionedTransaction) -> tuple[list[str], list[str], list[str]]:
