@@ -452,8 +452,12 @@ class Daemon:
             for r, s in zip(rows, statuses, strict=True)
         }
         decisions = finality.decide(rows, chain, finalized_slot)
+        if not (decisions.confirm or decisions.fail):
+            return False
         async with pool.connection() as conn:
+            started = time.monotonic()
             confirmed, failed = await finality.apply(conn, decisions)
+            self.metrics.finality_update_seconds.observe(time.monotonic() - started)
         if confirmed:
             self.metrics.finality_transitions.labels("confirmed").inc(confirmed)
         if failed:

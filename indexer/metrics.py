@@ -100,6 +100,11 @@ class Metrics:
         self.pending_rows = gauge("pending_finality_rows", "Rows waiting for finality.")
         self.finality_transitions = counter(
             "finality_transitions_total", "Status changes made by the finality tracker.", ("to",))
+        self.finality_update_seconds = histogram(
+            "finality_update_seconds",
+            "Duration of one finality pass's status changes (one transaction, holding the rows'"
+            " and their totals' locks: the writer waits while it lasts).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         # Rankings
         self.rankings_seconds = histogram(
             "rankings_refresh_seconds", "Duration of update_leaderboard_rankings().",

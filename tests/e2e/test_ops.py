@@ -62,6 +62,7 @@ async def test_metrics_health_and_readiness_after_a_workload(db_url: str) -> Non
                     "amoca_indexer_ingest_latency_seconds_count": lambda v: v > 0,
                     "amoca_indexer_pending_finality_rows": lambda v: v == 0,
                     "amoca_indexer_finality_transitions_total": lambda v: v > 0,
+                    "amoca_indexer_finality_update_seconds_count": lambda v: v > 0,
                     "amoca_indexer_db_batch_seconds_count": lambda v: v > 0,
                     "amoca_indexer_chain_slot": lambda v: v > 0,
                     "amoca_indexer_transactions_decoded_total": lambda v: v >= len(expected),
