@@ -6,7 +6,8 @@ from __future__ import annotations
 import psycopg
 
 from indexer import finality
-from tests.db.test_schema import make_agent, make_user, signature, wallet
+from tests.db.test_schema import add_agents_and_users, make_agent, make_user, signature, wallet
+from tests.support.scans import rows_scanned_during
 
 
 def _pending(conn: psycopg.Connection, seed: int, slot: int | None, agents: list[object],
@@ -89,10 +90,7 @@ async def test_a_sessions_large_first_pass_leaves_later_passes_going_by_key(
     a refunded payment."""
     agents = [wallet(20_000 + i) for i in range(10_000)]
     users = [wallet(40_000 + i) for i in range(10_000)]
-    conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
-                 " SELECT 'a-' || w, 'Agent', 't', 'd', 'https://x/a.png', w FROM unnest(%s::text[]) w",
-                 (agents,))
-    conn.execute("INSERT INTO users (wallet_address) SELECT w FROM unnest(%s::text[]) w", (users,))
+    add_agents_and_users(conn, agents, users)
     conn.execute("INSERT INTO transactions (user_id, agent_id, transaction_signature, amount,"
                  " transaction_type, status, slot)"
                  " SELECT (SELECT id FROM users LIMIT 1), (SELECT id FROM agents LIMIT 1),"
@@ -114,14 +112,11 @@ async def test_a_sessions_large_first_pass_leaves_later_passes_going_by_key(
     async with await psycopg.AsyncConnection.connect(db_url) as aconn:
         assert await finality.apply(aconn, finality.Decisions(
             confirm=tuple((s, 2) for s, _, _ in backlog))) == (2000, 0)
-        async with aconn.transaction():  # the statistics below count this transaction's scans
-            read = "SELECT relname, seq_tup_read FROM pg_stat_xact_user_tables WHERE relname = ANY(%s)"
-            tables = ["agent_stats", "users", "transactions"]
-            before = dict(await (await aconn.execute(read, (tables,))).fetchall())
+        tables = ["agent_stats", "users", "transactions"]
+        async with rows_scanned_during(aconn, tables) as scanned:
             assert await finality.apply(aconn, finality.Decisions(
                 confirm=((refund, 3), (later, 3)))) == (2, 0)
-            after = dict(await (await aconn.execute(read, (tables,))).fetchall())
-    assert {t: after.get(t, 0) - before.get(t, 0) for t in tables} == dict.fromkeys(tables, 0)
+    assert scanned == dict.fromkeys(tables, 0)
     assert conn.execute("SELECT status FROM transactions WHERE transaction_signature = %s",
                         (paid,)).fetchone() == ("refunded",)
     earnings = dict(conn.execute("SELECT a.wallet_address, s.total_earnings FROM agent_stats s"

@@ -118,6 +118,15 @@ def signature(seed: int) -> str:
     return str(Signature(seed.to_bytes(64, "big")))
 
 
+def add_agents_and_users(conn: psycopg.Connection, agents: list[str], users: list[str]) -> None:
+    """Many agents and users at once, by wallet (tables as large as an index needs to be
+    the cheaper way in)."""
+    conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                 " SELECT 'a-' || w, 'Agent', 't', 'd', 'https://x/a.png', w FROM unnest(%s::text[]) w",
+                 (agents,))
+    conn.execute("INSERT INTO users (wallet_address) SELECT w FROM unnest(%s::text[]) w", (users,))
+
+
 def make_agent(conn: psycopg.Connection, seed: int) -> uuid.UUID:
     row = conn.execute(
         "INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
