@@ -187,6 +187,16 @@ class _Statuses:
             raise WorkloadError(f"transaction {signature} never landed")
         return status
 
+    def _end(self, signature: str, outcome: SignatureStatus | BaseException | None) -> None:
+        """Stop watching ``signature``; its future gets ``outcome`` (raised, if an error)."""
+        future = self._waiting.pop(signature).future
+        if future.done():
+            return
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
@@ -205,24 +215,17 @@ class _Statuses:
                 now = loop.time()
                 for signature, status in zip(signatures, statuses, strict=True):
                     watch = self._waiting[signature]
-                    future = watch.future
                     reached = status is not None and _LEVELS.index(
                         status.confirmation_status or "processed") >= self.level
-                    if reached and status is not None:
-                        del self._waiting[signature]
-                        if not future.done():
-                            future.set_result(status)
+                    if reached:
+                        self._end(signature, status)
                     elif (status is None and height is not None and watch.expires_after is not None
                           and height > watch.expires_after):
-                        del self._waiting[signature]
-                        if not future.done():
-                            future.set_result(None)
+                        self._end(signature, None)
                     elif now > watch.deadline:
-                        del self._waiting[signature]
-                        if not future.done():
-                            future.set_exception(WorkloadError(
-                                f"transaction {signature} did not reach {_LEVELS[self.level]} "
-                                f"in {self.timeout:g} s"))
+                        self._end(signature, WorkloadError(
+                            f"transaction {signature} did not reach {_LEVELS[self.level]} "
+                            f"in {self.timeout:g} s"))
                 if self._waiting:
                     await self.sleep(STATUS_POLL)
         except Exception as exc:
