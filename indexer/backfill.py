@@ -11,6 +11,12 @@ run again with the same range resumes after the last page stored; a page interru
 half-way is redone, which writes nothing twice (rows are idempotent). Backfill never
 moves the daemon's cursors.
 
+A range without an ``until`` bound is never final: the wallet goes on. A run that lists
+from the top keeps the newest FINALIZED signature it listed; the same range run again --
+done, or resuming after a crash -- first backfills what arrived since, as a range of its
+own (``since`` that signature, exclusive: resumable like any other), adopts that range's
+newest signature and forgets its progress, then resumes what is unfinished below.
+
 An agent's SPL token accounts have histories of their own: a token transfer to an agent
 names its token account, never its wallet. ``backfill_agent`` therefore pages the wallet
 and each of its token accounts, side by side, with progress kept per address; a
@@ -100,6 +106,7 @@ class SignatureInfoLike(Protocol):
     signature: str
     slot: int
     block_time: int | None
+    confirmation_status: str | None
 
 
 def _newer_than_until(info: SignatureInfoLike, until: Bound | None) -> bool:
@@ -155,6 +162,7 @@ class WalletProgress:
     submitted: int = 0  # transactions of settled pages: committed (written or already there)
     done: bool = False
     share: float | None = None  # of the range covered (see range_share); 1.0 once done
+    newest: str | None = None  # the newest finalized signature covered (open-ended ranges)
 
 
 def range_share(window: Range, top: SignatureInfoLike, reached: SignatureInfoLike) -> float | None:
@@ -176,17 +184,33 @@ def range_share(window: Range, top: SignatureInfoLike, reached: SignatureInfoLik
     return 1.0 if span <= 0 else min(1.0, max(0.0, covered / span))
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An address's stored progress over a range."""
+
+    before: str | None  # the oldest signature of the last page committed (unfinished)
+    done: bool
+    newest: str | None  # the newest finalized signature the range covers (no until bound)
+
+
 _LOAD = """
-SELECT wallet_address, before_signature, done FROM backfill_progress
+SELECT wallet_address, before_signature, done, newest_signature FROM backfill_progress
 WHERE wallet_address = ANY(%s) AND range_key = %s
 """
-Stored = tuple[str | None, bool]  # an address's stored progress: (before_signature, done)
 _SAVE = """
-INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done)
-VALUES (%s, %s, %s, %s)
+INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done, newest_signature)
+VALUES (%s, %s, %s, %s, %s)
 ON CONFLICT (wallet_address, range_key) DO UPDATE
-SET before_signature = excluded.before_signature, done = excluded.done, updated_at = now()
+SET before_signature = excluded.before_signature, done = excluded.done,
+    newest_signature = excluded.newest_signature, updated_at = now()
 """
+# What arrived since, once backfilled: the range takes its newest signature, and that
+# range's own progress goes (one transaction: a crash between the two leaves neither half).
+_ADOPT = """
+UPDATE backfill_progress SET newest_signature = %s, updated_at = now()
+WHERE wallet_address = %s AND range_key = %s
+"""
+_FORGET = "DELETE FROM backfill_progress WHERE wallet_address = %s AND range_key = %s"
 
 
 @dataclass(slots=True)
@@ -207,7 +231,7 @@ async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str]
     shared pool busy opening connections while the first batches waited for it."""
     async with pool.connection() as conn:
         cur = await conn.execute(_LOAD, (list(addresses), window.key()))
-        return {address: (before, done) for address, before, done in await cur.fetchall()}
+        return {address: Stored(*kept) for address, *kept in await cur.fetchall()}
 
 
 def _submit(pipeline: UnitSink, signatures: list[str], shared: InFlight | None) -> asyncio.Future[Any]:
@@ -257,16 +281,23 @@ async def backfill_wallet(
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
+    row: Stored | None = None
     if pool is not None:
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
         row = stored.get(wallet)
         if row is not None:
-            if row[1]:  # done in an earlier run: nothing to list, reported as done
+            progress.newest = row.newest
+            if row.newest is not None and window.until is None:
+                await _since_then(wallet, window, row.newest, progress, rpc=rpc, pipeline=pipeline,
+                                  pool=pool, on_page=on_page, pages_ahead=pages_ahead, shared=shared)
+            if row.done:  # nothing older to list, reported as done
                 progress.done, progress.share = True, 1.0
                 on_page(progress)
                 return progress
-            before = row[0] or before
+            before = row.before or before
+    # Listed from the top of an open-ended range: its newest finalized entry is kept.
+    keeps_newest = pool is not None and window.until is None and before is None
     until = window.since.signature if window.since else None
     in_flight: deque[_Page] = deque()
     top: SignatureInfoLike | None = None  # the newest entry of the range listed
@@ -277,7 +308,7 @@ async def backfill_wallet(
             await oldest.task
         in_flight.popleft()
         if pool is not None:
-            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False)
+            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False, newest=progress.newest)
         progress.scanned += oldest.scanned
         progress.submitted += oldest.submitted
         if top is not None:
@@ -288,6 +319,8 @@ async def backfill_wallet(
         async for page in rpc.iter_signatures(wallet, until=until, before=before):
             if not page:
                 break
+            if keeps_newest and progress.newest is None:
+                progress.newest = _newest_finalized(page)
             chosen, stop = select(page, window)
             if top is None and chosen:
                 top = next(i for i in page if not _newer_than_until(i, window.until))
@@ -306,9 +339,37 @@ async def backfill_wallet(
     progress.done = True
     progress.share = 1.0
     if pool is not None:
-        await _save(pool, wallet, range_key, None, done=True)
+        await _save(pool, wallet, range_key, None, done=True, newest=progress.newest)
     on_page(progress)
     return progress
+
+
+def _newest_finalized(page: Sequence[SignatureInfoLike]) -> str | None:
+    """The newest finalized entry of a page listed newest first (pure)."""
+    return next((info.signature for info in page if info.confirmation_status == "finalized"), None)
+
+
+async def _since_then(wallet: str, window: Range, newest: str, progress: WalletProgress, *,
+                      rpc: PageSource, pipeline: UnitSink, pool: AsyncConnectionPool[Any],
+                      on_page: Callable[[WalletProgress], None], pages_ahead: int,
+                      shared: InFlight | None) -> None:
+    """Backfill what ``wallet`` listed after ``newest`` (an earlier run's top), as the range
+    since it, then make its newest signature the range's own (``progress.newest``). Its
+    pages count in ``progress``."""
+    since_then = Range(since=Bound(signature=newest))
+
+    def counted(part: WalletProgress) -> None:
+        progress.scanned, progress.submitted = part.scanned, part.submitted
+        on_page(progress)
+
+    caught_up = await backfill_wallet(wallet, since_then, rpc=rpc, pipeline=pipeline, pool=pool,
+                                      on_page=counted, pages_ahead=pages_ahead, shared=shared)
+    progress.scanned, progress.submitted = caught_up.scanned, caught_up.submitted
+    progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
+    async with pool.connection() as conn, conn.transaction():
+        if progress.newest != newest:  # else the range's progress stands as it was
+            await conn.execute(_ADOPT, (progress.newest, wallet, window.key()))
+        await conn.execute(_FORGET, (wallet, since_then.key()))
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -317,9 +378,9 @@ def _consume(future: asyncio.Future[Any]) -> None:
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
-                before: str | None, *, done: bool) -> None:
+                before: str | None, *, done: bool, newest: str | None) -> None:
     async with pool.connection() as conn:
-        await conn.execute(_SAVE, (wallet, range_key, before, done))
+        await conn.execute(_SAVE, (wallet, range_key, before, done, newest))
 
 
 async def backfill_agent(

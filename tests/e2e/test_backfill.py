@@ -19,6 +19,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ import psycopg
 import pytest
 import pytest_asyncio
 from psycopg import conninfo, sql
+from solders.keypair import Keypair
 
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -224,9 +226,54 @@ async def test_killed_mid_run_resumes_where_it_stopped(history: History, history
     after = _progress(history_db)
     assert len(after) == 2 * len(history.agents)
     assert all(done for done, _ in after.values())
-    # The addresses finished before the kill were not paged again.
+    # The addresses finished before the kill were not paged again: asked only for what
+    # arrived since (nothing), their progress stands.
     assert {a: before[a] for a in finished} == {a: after[a] for a in finished}
     assert run.summary()["signatures_scanned"] < len({r["signature"] for r in history.truth})
+
+
+async def _airdrops(net: Localnet, wallet: str, lamports: list[int]) -> list[str]:
+    """Transfers from the faucet to ``wallet``, each finalized before the next is sent
+    (so the listing's order is the sending order)."""
+    signatures = []
+    async with RpcClient([net.http_url]) as rpc:
+        for amount in lamports:
+            signature = str(await rpc.call("requestAirdrop", [wallet, amount]))
+            await asyncio.wait_for(net.wait_for_signature(signature, "finalized"), 30)
+            signatures.append(signature)
+    return signatures
+
+
+def _rows_of(url: str, wallet: str) -> dict[str, tuple[str, str, Decimal]]:
+    with psycopg.connect(url) as conn:
+        return {signature: (type_, status, amount) for signature, type_, status, amount in conn.execute(
+            "SELECT t.transaction_signature, t.transaction_type, t.status, t.amount FROM transactions t"
+            " JOIN agents a ON a.id = t.agent_id WHERE a.wallet_address = %s", (wallet,)).fetchall()}
+
+
+async def test_run_again_a_finished_backfill_takes_what_arrived_since(history: History,
+                                                                      history_db: str) -> None:
+    """A wallet's history goes on after a backfill ends (an outage of the daemon, say):
+    the same command again lists back to the newest finalized signature the first run
+    kept, and writes what arrived since, without paging the older history again."""
+    net, wallet = history.net, str(Keypair().pubkey())  # an agent of this database alone
+    with psycopg.connect(history_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                     " VALUES ('late-agent', 'Late', 't', 'd', 'https://x/a.png', %s)", (wallet,))
+    first = await _airdrops(net, wallet, [1_000_000, 2_000_000, 3_000_000])
+    run = await backfill(history_db, net.http_url, "--wallet", wallet, "--json")
+    assert run.code == 0, run.stderr
+    assert run.summary()["transactions_processed"] == 3
+    later = await _airdrops(net, wallet, [4_000_000, 5_000_000])
+    again = await backfill(history_db, net.http_url, "--wallet", wallet, "--json")
+    assert again.code == 0, again.stderr
+    summary = again.summary()
+    assert (summary["signatures_scanned"], summary["transactions_processed"]) == (2, 2)
+    assert summary["rows_written_by_type_status"] == {"funding/pending": 2}
+    amounts = [Decimal(n) / 10**9 for n in range(1, 6)]
+    assert _rows_of(history_db, wallet) == {
+        signature: ("funding", "pending", amount * 1_000_000)
+        for signature, amount in zip(first + later, amounts, strict=True)}
 
 
 async def test_metrics_port_serves_the_run_while_it_lasts(history: History, history_db: str) -> None:

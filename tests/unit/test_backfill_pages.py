@@ -17,6 +17,7 @@ from indexer.backfill import (
     Bound,
     InFlight,
     Range,
+    Stored,
     WalletProgress,
     backfill_agent,
     backfill_wallet,
@@ -31,6 +32,7 @@ class Info:
     signature: str
     slot: int
     block_time: int | None = None
+    confirmation_status: str | None = "finalized"
 
 
 class Pages:
@@ -246,7 +248,7 @@ async def test_an_address_done_in_an_earlier_run_counts_as_done(db_url: str) -> 
                                    kwargs={"autocommit": True}) as pool:
         run = asyncio.create_task(backfill_agent(
             "W", ["T"], Range(since=Bound(slot=0)), rpc=histories, pipeline=units, pool=pool,
-            on_page=lambda p: reports.append(p.share), stored={"T": (None, True)}))
+            on_page=lambda p: reports.append(p.share), stored={"T": Stored(None, True, None)}))
         await units.until_submitted(1)
         units.units["w-1"][1].set_result(None)  # W: covered to slot 90 of 100..0, then done
         total = await asyncio.wait_for(run, 5)

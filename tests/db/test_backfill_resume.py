@@ -1,0 +1,206 @@
+"""A backfill's stored progress, on real PostgreSQL (as the indexer's least-privileged
+role), against a wallet whose history goes on between runs: a range without an until
+bound is never final. Run again, done or interrupted, it first backfills what arrived
+since the newest finalized signature it kept, then what is unfinished below.
+
+The node and the fetch path are small fakes: a history listed as a node lists it
+(newest first, pages, ``before`` and ``until`` exclusive) and a pipeline that commits a
+unit at once, or fails it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from indexer.backfill import Bound, Range, Stored, WalletProgress, backfill_wallet, load_progress
+from indexer.errors import RpcUnavailable
+from indexer.pipeline import WorkUnit
+
+WALLET = "W"
+WHOLE = Range()  # the whole history: no bound
+
+
+@dataclass(frozen=True)
+class Entry:
+    signature: str
+    slot: int
+    block_time: int | None = None
+    confirmation_status: str | None = "finalized"
+
+
+class History:
+    """One wallet's history, listed in pages of ``size`` as a node lists it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.entries: list[Entry] = []  # newest first
+        self.listings: list[tuple[str | None, str | None]] = []  # (until, before) asked
+
+    def land(self, count: int, status: str = "finalized") -> list[str]:
+        """``count`` new transactions on top, oldest first; their signatures."""
+        slot = self.entries[0].slot if self.entries else 0
+        new = [Entry(f"tx{slot + i + 1}", slot + i + 1, confirmation_status=status) for i in range(count)]
+        self.entries[:0] = reversed(new)
+        return [entry.signature for entry in new]
+
+    def finalize(self) -> None:
+        self.entries = [Entry(e.signature, e.slot) for e in self.entries]
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        self.listings.append((until, before))
+        names = [entry.signature for entry in self.entries]
+        start = 0 if before is None else names.index(before) + 1
+        end = names.index(until) if until is not None else len(names)
+        listed = self.entries[start:end]
+        for first in range(0, len(listed), self.size):
+            yield listed[first:first + self.size]
+
+
+class Fetching:
+    """A pipeline that commits every unit at once, but fails those holding ``failing``."""
+
+    fetch_batch = 2
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+        self.failing: set[str] = set()
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.submitted.extend(unit.signatures)
+        if self.failing.intersection(unit.signatures):
+            future.set_exception(RpcUnavailable("getTransaction: HTTP 503"))
+        else:
+            future.set_result(None)
+        return future
+
+    def taken(self) -> list[str]:
+        """What was submitted since the last call, oldest first."""
+        taken, self.submitted = self.submitted, []
+        return sorted(taken, key=lambda s: int(s[2:]))
+
+
+@pytest.fixture
+def pool(indexer_login_url: str) -> AsyncConnectionPool[Any]:
+    return AsyncConnectionPool(indexer_login_url, min_size=1, max_size=2, open=False,
+                              kwargs={"autocommit": True})
+
+
+async def run(history: History, fetching: Fetching, pool: AsyncConnectionPool[Any],
+              window: Range = WHOLE) -> WalletProgress:
+    return await backfill_wallet(WALLET, window, rpc=history, pipeline=fetching, pool=pool)
+
+
+async def stored(pool: AsyncConnectionPool[Any], window: Range = WHOLE) -> Stored | None:
+    return (await load_progress(pool, [WALLET], window)).get(WALLET)
+
+
+def rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT count(*) FROM backfill_progress").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+async def test_a_finished_range_run_again_backfills_what_arrived_since(
+        pool: AsyncConnectionPool[Any], indexer_login_url: str) -> None:
+    history, fetching = History(size=3), Fetching()
+    first = history.land(5)
+    async with pool:
+        await run(history, fetching, pool)
+        assert fetching.taken() == first
+        assert await stored(pool) == Stored(None, True, first[-1])
+
+        later = history.land(4)
+        progress = await run(history, fetching, pool)
+        assert fetching.taken() == later  # nothing older listed again
+        assert history.listings[-1] == (first[-1], None)
+        assert (progress.done, progress.submitted, progress.newest) == (True, 4, later[-1])
+        assert await stored(pool) == Stored(None, True, later[-1])
+        assert rows(indexer_login_url) == 1  # the range since then was forgotten once adopted
+
+        await run(history, fetching, pool)  # nothing new: one empty listing
+        assert fetching.taken() == []
+        assert await stored(pool) == Stored(None, True, later[-1])
+
+
+async def test_signatures_not_yet_finalized_are_listed_again_until_they_are(
+        pool: AsyncConnectionPool[Any]) -> None:
+    """The kept signature is the newest finalized one: a node asked for ``until`` a
+    signature forked away would list the whole history."""
+    history, fetching = History(size=10), Fetching()
+    final = history.land(3)
+    recent = history.land(2, status="confirmed")
+    async with pool:
+        await run(history, fetching, pool)
+        assert fetching.taken() == final + recent
+        assert await stored(pool) == Stored(None, True, final[-1])
+        history.finalize()
+        await run(history, fetching, pool)
+        assert fetching.taken() == recent  # written again, which writes nothing twice
+        assert await stored(pool) == Stored(None, True, recent[-1])
+
+
+async def test_an_interrupted_run_resumes_below_and_takes_what_arrived_above(
+        pool: AsyncConnectionPool[Any]) -> None:
+    history, fetching = History(size=2), Fetching()
+    first = history.land(8)  # four pages: tx8 tx7 | tx6 tx5 | tx4 tx3 | tx2 tx1
+    fetching.failing = {first[2]}  # tx3: the third page fails
+    async with pool:
+        with pytest.raises(RpcUnavailable):
+            await run(history, fetching, pool)
+        fetching.taken()
+        assert await stored(pool) == Stored(first[4], False, first[-1])  # down to tx5, top tx8
+
+        fetching.failing = set()
+        later = history.land(3)
+        progress = await run(history, fetching, pool)
+        assert fetching.taken() == first[:4] + later  # tx1-tx4 below, tx9-tx11 above
+        assert progress.done
+        assert await stored(pool) == Stored(None, True, later[-1])
+
+
+async def test_the_range_since_then_is_itself_resumable(pool: AsyncConnectionPool[Any],
+                                                        indexer_login_url: str) -> None:
+    history, fetching = History(size=2), Fetching()
+    first = history.land(2)
+    async with pool:
+        await run(history, fetching, pool)
+        fetching.taken()
+        since_first = Range(since=Bound(signature=first[-1]))
+        middle = history.land(6)  # tx3-tx8, three pages
+        fetching.failing = {middle[2]}  # tx5: the second page of what arrived fails
+        with pytest.raises(RpcUnavailable):
+            await run(history, fetching, pool)
+        fetching.taken()
+        assert await stored(pool) == Stored(None, True, first[-1])  # the range: not moved
+        assert await stored(pool, since_first) == Stored(middle[4], False, middle[-1])
+
+        fetching.failing = set()
+        last = history.land(2)
+        await run(history, fetching, pool)
+        assert fetching.taken() == middle[:4] + last  # tx3-tx6 below tx7, tx9-tx10 above tx8
+        assert await stored(pool) == Stored(None, True, last[-1])
+        assert rows(indexer_login_url) == 1
+
+
+async def test_a_range_with_an_until_bound_is_complete_once_done(pool: AsyncConnectionPool[Any]) -> None:
+    history, fetching = History(size=5), Fetching()
+    first = history.land(4)
+    window = Range(until=Bound(signature=first[-1]))  # exclusive: tx1-tx3
+    async with pool:
+        await run(history, fetching, pool, window)
+        assert fetching.taken() == first[:3]
+        assert await stored(pool, window) == Stored(None, True, None)
+        history.land(2)
+        listed = len(history.listings)
+        await run(history, fetching, pool, window)
+        assert len(history.listings) == listed  # nothing listed: the range cannot grow
+        assert fetching.taken() == []
