@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -21,17 +20,14 @@ from psycopg_pool import AsyncConnectionPool
 from indexer.backfill import Bound, Range, Stored, WalletProgress, backfill_wallet, load_progress
 from indexer.errors import RpcUnavailable
 from indexer.pipeline import WorkUnit
+from indexer.rpc.protocol import SignatureInfo
 
 WALLET = "W"
 WHOLE = Range()  # the whole history: no bound
 
 
-@dataclass(frozen=True)
-class Entry:
-    signature: str
-    slot: int
-    block_time: int | None = None
-    confirmation_status: str | None = "finalized"
+def entry(signature: str, slot: int, status: str | None = "finalized") -> SignatureInfo:
+    return SignatureInfo(signature, slot, err=None, memo=None, block_time=None, confirmation_status=status)
 
 
 class History:
@@ -39,18 +35,18 @@ class History:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.entries: list[Entry] = []  # newest first
+        self.entries: list[SignatureInfo] = []  # newest first
         self.listings: list[tuple[str | None, str | None]] = []  # (until, before) asked
 
     def land(self, count: int, status: str = "finalized") -> list[str]:
         """``count`` new transactions on top, oldest first; their signatures."""
         slot = self.entries[0].slot if self.entries else 0
-        new = [Entry(f"tx{slot + i + 1}", slot + i + 1, confirmation_status=status) for i in range(count)]
+        new = [entry(f"tx{slot + i + 1}", slot + i + 1, status) for i in range(count)]
         self.entries[:0] = reversed(new)
         return [entry.signature for entry in new]
 
     def finalize(self) -> None:
-        self.entries = [Entry(e.signature, e.slot) for e in self.entries]
+        self.entries = [entry(e.signature, e.slot) for e in self.entries]
 
     async def iter_signatures(self, address: str, *, until: str | None = None,
                               before: str | None = None) -> AsyncIterator[Sequence[Any]]:
