@@ -232,7 +232,7 @@ def _fewer_collections(factor: int = 20) -> Iterator[None]:
 
 
 async def _run(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
-               batch_size: int, dry_run: bool, show_progress: bool,
+               batch_size: int, dry_run: bool, show_progress: bool, restart: bool = False,
                metrics_port: int | None = None) -> dict[str, Any]:
     registry = CollectorRegistry()
     server = None
@@ -245,14 +245,14 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
         with _fewer_collections():
             return await _backfill(config, url, wallets, window, concurrency=concurrency,
                                    batch_size=batch_size, dry_run=dry_run, show_progress=show_progress,
-                                   registry=registry)
+                                   restart=restart, registry=registry)
     finally:
         if server is not None:
             await server.close()
 
 
 async def _backfill(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
-                    batch_size: int, dry_run: bool, show_progress: bool,
+                    batch_size: int, dry_run: bool, show_progress: bool, restart: bool,
                     registry: CollectorRegistry) -> dict[str, Any]:
     from psycopg_pool import AsyncConnectionPool
 
@@ -290,7 +290,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                 raise first_failure(failed) from None
             token_accounts, tasks = listing.result(), loading.result()
             addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
-            stored = None if dry_run else await load_progress(pool, addresses, window)
+            # --restart: as if nothing were stored (each page's save replaces the row).
+            stored = None if dry_run else {} if restart else await load_progress(pool, addresses, window)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=_task_lookup(pool),
@@ -366,12 +367,16 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
               help="getTransaction calls per JSON-RPC batch.")
 @click.option("--rpc-url", "rpc_urls", multiple=True, metavar="URL", help="HTTP JSON-RPC endpoint.")
 @click.option("--dry-run", is_flag=True, help="Decode and report; write nothing.")
+@click.option("--restart", is_flag=True,
+              help="Start the range over, from its newest transaction: its stored progress is replaced"
+                   " (to index again what was dead-lettered before a fix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve /metrics (backfill progress, RPC, writes) on this port while running.")
 def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool, shard: str | None,
             since: str | None, until: str | None, concurrency: int, batch_size: int,
-            rpc_urls: tuple[str, ...], dry_run: bool, as_json: bool, metrics_port: int | None) -> None:
+            rpc_urls: tuple[str, ...], dry_run: bool, restart: bool, as_json: bool,
+            metrics_port: int | None) -> None:
     """Index wallets' history: resumable, idempotent, safe beside the daemon."""
     if bool(wallets) == all_agents:
         raise click.UsageError("give either --wallet W (one or more) or --all")
@@ -390,7 +395,7 @@ def command(database_url: str | None, wallets: tuple[str, ...], all_agents: bool
     # 3,000-transaction backfill: 1.39 G instructions without, 1.27 G with; callgrind).
     gc.freeze()
     summary = asyncio.run(_run(config, url, targets, window, concurrency=concurrency,
-                               batch_size=batch_size, dry_run=dry_run,
+                               batch_size=batch_size, dry_run=dry_run, restart=restart,
                                show_progress=not as_json, metrics_port=metrics_port))
     if as_json:
         click.echo(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())

@@ -170,6 +170,16 @@ async def test_backfill_of_the_whole_history_equals_the_truth(history: History, 
     assert again.code == 0, again.stderr
     assert again.summary()["transactions_processed"] == 0
     assert_equal(backfilled(history.truth), history_db)
+    # --restart: the whole range listed and fetched again (as after a decoder fix), every
+    # row already there.
+    restarted = await backfill(history_db, history.net.http_url, "--all", "--json", "--restart")
+    assert restarted.code == 0, restarted.stderr
+    redone = restarted.summary()
+    assert (redone["signatures_scanned"], redone["transactions_processed"]) == (
+        summary["signatures_scanned"], summary["transactions_processed"])
+    assert (redone["rows_written_by_type_status"], redone["duplicates"]) == ({}, len(history.truth))
+    assert_equal(backfilled(history.truth), history_db)
+    assert all(done for done, _ in _progress(history_db).values())
 
 
 async def test_one_wallet_brings_its_token_transfers(history: History, history_db: str) -> None:
