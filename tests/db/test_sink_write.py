@@ -389,3 +389,21 @@ async def test_after_a_large_first_batch_the_writers_small_writes_still_go_by_ke
     finally:
         await pool.close()
     assert scanned == {"agent_stats": 0, "users": 0}
+
+
+async def test_a_payer_a_finality_pass_is_moving_does_not_hold_the_writer(
+        conn: psycopg.Connection, db_url: str, path: str) -> None:
+    """A finality pass confirms rows in one transaction, and its stats trigger updates the
+    payers' totals: their rows stay locked until it commits. The writer's users upsert
+    must not wait for it (an insert's uniqueness check on a row being updated does), so
+    a known payer is not inserted at all. Here the pass is held open while the writer
+    writes with a lock timeout: waiting would fail the write."""
+    _register(conn)
+    with psycopg.connect(db_url) as finality:  # a transaction, as a pass is
+        finality.execute("UPDATE users SET total_spent = total_spent + 1 WHERE wallet_address = %s", (PAYER,))
+        async with await psycopg.AsyncConnection.connect(db_url, options="-c lock_timeout=1000") as aconn:
+            written = await write_batch(aconn, Batch(rows=(_row(1), _row(2, counterparty=NEW_USER))),
+                                        copy=path == "copied")
+        assert written.inserted_total == 2
+    assert conn.execute("SELECT count(*) FROM users WHERE wallet_address IN (%s, %s)",
+                        (PAYER, NEW_USER)).fetchone() == (2,)
