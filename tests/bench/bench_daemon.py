@@ -47,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,6 +74,7 @@ from indexer.daemon import Daemon
 from indexer.db import migrations
 from indexer.pipeline import Pipeline, WorkUnit
 from indexer.rankings import LOCK_KEY as RANKINGS_LOCK
+from indexer.sink import WRITER_APPLICATION_NAME
 
 MEMO_PROGRAM = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -253,24 +255,31 @@ async def sample_every(interval: float, daemon: Daemon, recorder: Recorder,
         await asyncio.sleep(interval)
 
 
-async def sample_lock_waits(url: str, out: list[tuple[float, bool]]) -> None:
-    """Every 20 ms: is the daemon's writer (its users upsert or row insert, as a document or
-    staged) waiting for a lock another transaction holds -- a finality update or the
-    leaderboard refresh?"""
+LockWaits = list[tuple[float, str | None]]  # (when, what the writer waited for, or None)
+
+
+async def sample_lock_waits(url: str, out: LockWaits) -> None:
+    """Every 20 ms: is the daemon's writer (its connection, whatever statement) waiting for
+    a lock another transaction holds -- and whose: the first words of the blocker's
+    statement (a finality update, the leaderboard refresh, ...)."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         while True:
             cur = await conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-                " AND (query LIKE '%%INSERT INTO transactions%%' OR query LIKE '%%INSERT INTO users%%')")
+                "SELECT left(regexp_replace(b.query, '\\s+', ' ', 'g'), 40)"
+                " FROM pg_stat_activity w CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS p(pid)"
+                " JOIN pg_stat_activity b ON b.pid = p.pid"
+                " WHERE w.datname = current_database() AND w.application_name = %s LIMIT 1",
+                (WRITER_APPLICATION_NAME,))
             row = await cur.fetchone()
-            out.append((time.monotonic(), bool(row and row[0])))
+            out.append((time.monotonic(), row[0].strip() if row else None))
             await asyncio.sleep(0.02)
 
 
-def lock_share(waits: Sequence[tuple[float, bool]], start: float, end: float) -> str:
-    inside = [waiting for at, waiting in waits if start <= at <= end]
-    return f"{sum(inside) / max(1, len(inside)) * 100:.0f}% of {len(inside)} samples"
+def lock_share(waits: LockWaits, start: float, end: float) -> str:
+    inside = [blocker for at, blocker in waits if start <= at <= end]
+    waited = Counter(blocker for blocker in inside if blocker is not None)
+    most = f" (most behind: {waited.most_common(1)[0][0]!r})" if waited else ""
+    return f"{sum(waited.values()) / max(1, len(inside)) * 100:.0f}% of {len(inside)} samples{most}"
 
 
 def rankings_refreshes(daemon: Daemon) -> tuple[float, float]:
@@ -312,7 +321,7 @@ async def wait_until(condition: Callable[[], bool], seconds: float) -> None:
 
 # -- phase 1: latency with the AMOCA workload -----------------------------------------------
 async def latency_runs(daemon: Daemon, recorder: Recorder, samples: list[Sample], gc_pauses: GcPauses,
-                       lock_waits: list[tuple[float, bool]], http_url: str, url: str, rate: float,
+                       lock_waits: LockWaits, http_url: str, url: str, rate: float,
                        seconds: float, runs: int) -> None:
     p50s, p99s, per_row = [], [], []
     for run in range(runs):
@@ -470,7 +479,7 @@ async def send(http_url: str, wallets: list[Pubkey], steps: list[float], seconds
 
 
 async def sustained_steps(daemon: Daemon, recorder: Recorder, samples: list[Sample], http_url: str,
-                          cluster: int, postmaster: int, lock_waits: list[tuple[float, bool]],
+                          cluster: int, postmaster: int, lock_waits: LockWaits,
                           wallets: list[str], steps: list[float], seconds: float) -> None:
     with tempfile.TemporaryDirectory() as folder:
         wallets_file = Path(folder) / "wallets.txt"
@@ -577,7 +586,7 @@ async def main(options: argparse.Namespace) -> None:
             gc.callbacks.append(gc_pauses)
             samples: list[Sample] = []
             sampler = asyncio.create_task(sample_every(0.05, daemon, recorder, samples))
-            lock_waits: list[tuple[float, bool]] = []
+            lock_waits: LockWaits = []
             lock_sampler = asyncio.create_task(sample_lock_waits(url, lock_waits))
             cpu, at = time.process_time(), time.monotonic()
             await asyncio.sleep(5.0)
