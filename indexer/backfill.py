@@ -234,6 +234,25 @@ async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str]
         return {address: Stored(*kept) for address, *kept in await cur.fetchall()}
 
 
+_FORGET_RANGES = """
+DELETE FROM backfill_progress p USING unnest(%s::text[], %s::text[]) AS k(address, range_key)
+WHERE p.wallet_address = k.address AND p.range_key = k.range_key
+RETURNING p.wallet_address, p.newest_signature
+"""
+
+
+async def forget_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str], window: Range) -> None:
+    """Delete the stored progress of ``addresses`` over ``window`` (``--restart``), and that
+    of the ranges since their newest signatures, which a run stopped while catching up
+    leaves (and theirs in turn): nothing of the range is left unfinished in ``status``."""
+    wanted = [(address, window.key()) for address in addresses]
+    async with pool.connection() as conn, conn.transaction():
+        while wanted:
+            cur = await conn.execute(_FORGET_RANGES, ([a for a, _ in wanted], [k for _, k in wanted]))
+            wanted = [(address, Range(since=Bound(signature=newest)).key())
+                      for address, newest in await cur.fetchall() if newest is not None]
+
+
 def _submit(pipeline: UnitSink, signatures: list[str], shared: InFlight | None) -> asyncio.Future[Any]:
     """The page as units of the pipeline's fetch batch; done when all are committed.
 

@@ -23,6 +23,7 @@ from indexer.backfill import (
     WalletProgress,
     backfill_agent,
     first_failure,
+    forget_progress,
     load_progress,
     parse_bound,
 )
@@ -290,8 +291,9 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                 raise first_failure(failed) from None
             token_accounts, tasks = listing.result(), loading.result()
             addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
-            # --restart: as if nothing were stored (each page's save replaces the row).
-            stored = None if dry_run else {} if restart else await load_progress(pool, addresses, window)
+            if restart and not dry_run:
+                await forget_progress(pool, addresses, window)
+            stored = None if dry_run else await load_progress(pool, addresses, window)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=_task_lookup(pool),
@@ -368,8 +370,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
 @click.option("--rpc-url", "rpc_urls", multiple=True, metavar="URL", help="HTTP JSON-RPC endpoint.")
 @click.option("--dry-run", is_flag=True, help="Decode and report; write nothing.")
 @click.option("--restart", is_flag=True,
-              help="Start the range over, from its newest transaction: its stored progress is replaced"
-                   " (to index again what was dead-lettered before a fix).")
+              help="Start the range over, from its newest transaction: its stored progress is deleted"
+                   " first (to index again what was dead-lettered before a fix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve /metrics (backfill progress, RPC, writes) on this port while running.")

@@ -17,7 +17,15 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from indexer.backfill import Bound, Range, Stored, WalletProgress, backfill_wallet, load_progress
+from indexer.backfill import (
+    Bound,
+    Range,
+    Stored,
+    WalletProgress,
+    backfill_wallet,
+    forget_progress,
+    load_progress,
+)
 from indexer.errors import RpcUnavailable
 from indexer.pipeline import WorkUnit
 from indexer.rpc.protocol import SignatureInfo
@@ -200,3 +208,26 @@ async def test_a_range_with_an_until_bound_is_complete_once_done(pool: AsyncConn
         await run(history, fetching, pool, window)
         assert len(history.listings) == listed  # nothing listed: the range cannot grow
         assert fetching.taken() == []
+
+
+async def test_a_restart_forgets_the_range_and_the_catch_up_it_left_unfinished(
+        pool: AsyncConnectionPool[Any], indexer_login_url: str) -> None:
+    """``--restart`` deletes the range's progress and that of the range since its top that
+    a stopped run left (else ``status`` shows it unfinished for ever); the next run lists
+    the whole history from the top."""
+    history, fetching = History(size=2), Fetching()
+    first = history.land(2)
+    async with pool:
+        await run(history, fetching, pool)
+        later = history.land(4)
+        fetching.failing = {later[0]}  # the catch-up's second page fails
+        with pytest.raises(RpcUnavailable):
+            await run(history, fetching, pool)
+        assert rows(indexer_login_url) == 2
+        fetching.failing, _ = set(), fetching.taken()
+        await forget_progress(pool, [WALLET], WHOLE)
+        assert rows(indexer_login_url) == 0
+        await run(history, fetching, pool)
+        assert fetching.taken() == first + later
+        assert await stored(pool) == Stored(None, True, later[-1])
+        assert rows(indexer_login_url) == 1
