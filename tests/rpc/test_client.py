@@ -87,6 +87,27 @@ async def test_per_item_errors_stay_in_place(node: FakeNode) -> None:
     assert results[2] == {"ok": "y"}
 
 
+async def test_an_item_answered_with_a_transient_error_is_asked_again_alone(node: FakeNode) -> None:
+    """A load-balanced node behind its peers answers one call of a batch with -32005: that
+    call alone is sent again, after the policy's backoff; its neighbours keep their answers."""
+    asked: list[str] = []
+
+    def handler(request: dict[str, Any]) -> Any:
+        signature = request["params"][0]
+        asked.append(signature)
+        if signature == "late" and asked.count("late") == 1:
+            return {"__error__": {"code": -32005, "message": "Node is behind by 3 slots"}}
+        return {"ok": signature}
+
+    node.handler = handler
+    sleeps = Sleeps()
+    async with RpcClient([node.url], sleep=sleeps) as rpc:
+        results = await rpc.get_transactions(["x", "late", "y"])
+    assert results == [{"ok": "x"}, {"ok": "late"}, {"ok": "y"}]
+    assert asked == ["x", "late", "y", "late"]
+    assert len(sleeps.delays) == 1
+
+
 async def test_429_honours_retry_after_then_succeeds(node: FakeNode) -> None:
     node.handler = echo_slot
     node.scripted.append((429, {"Retry-After": "7"}, b"Too many requests"))
