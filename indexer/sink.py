@@ -25,9 +25,10 @@ import orjson
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
-from tenacity import RetryCallState
+from tenacity import AsyncRetrying, RetryCallState
 
 from indexer.db.connection import database_retrying, translate
+from indexer.retries import retried
 
 log = structlog.get_logger(__name__)
 
@@ -574,19 +575,22 @@ class PostgresWriter:
         self.known = KnownIds()  # what the COPYs have looked up (``write_batch``)
 
     async def __call__(self, batch: Batch) -> WriteResult:
-        retrying = database_retrying(give_up_after=self.give_up_after, max_backoff=self.max_backoff,
+        async def attempt() -> WriteResult:
+            try:
+                async with self.pool.connection() as conn:
+                    result = await write_batch(conn, batch, copy=self.copy, known=self.known)
+            except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
+                raise translate(exc) from exc
+            if len(batch.rows) >= COPY_FROM_ROWS:
+                self.copy = result.copied or result.duplicates == 0
+            return result
+
+        def policy(spent: float) -> AsyncRetrying:
+            left = None if self.give_up_after is None else max(0.0, self.give_up_after - spent)
+            return database_retrying(give_up_after=left, max_backoff=self.max_backoff,
                                      before_sleep=_log_retry)
-        async for attempt in retrying:
-            with attempt:
-                try:
-                    async with self.pool.connection() as conn:
-                        result = await write_batch(conn, batch, copy=self.copy, known=self.known)
-                except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
-                    raise translate(exc) from exc
-                if len(batch.rows) >= COPY_FROM_ROWS:
-                    self.copy = result.copied or result.duplicates == 0
-                return result
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+        return await retried(attempt, policy)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -34,6 +34,7 @@ from tenacity import (
 from indexer.config import redact_url
 from indexer.errors import IndexerError, RpcRateLimited, RpcUnavailable, TransientError, is_transient
 from indexer.metrics import Metrics, observe_many
+from indexer.retries import retried
 from indexer.rpc import protocol
 from indexer.rpc.protocol import Request, SignatureInfo, SignatureStatus
 
@@ -179,33 +180,26 @@ class RpcClient:
         return still
 
     async def _call_batch(self, requests: Sequence[Request]) -> list[Any]:
-        """Results for ``requests``, transient failures retried (whole or per item).
-
-        The first attempt runs outside tenacity, whose loop costs 40-70 us a call (a tenth
-        of the daemon's CPU for a live row, fetched alone or nearly). A transient failure
-        enters the loop as its first attempt's outcome, so the backoff, the Retry-After and
-        the deadline are the policy's, counted from the first attempt."""
+        """Results for ``requests``, transient failures retried (whole or per item); the
+        policy's loop is entered only after a first failure (``indexer.retries``)."""
         results: list[Any] = [None] * len(requests)
-        started = time.monotonic()
-        try:
-            pending = await self._attempt(requests, results, list(range(len(requests))), 1)
-            if not pending:
-                return results
-            failure: BaseException = results[pending[0]]
-        except TransientError as exc:
-            pending, failure = list(range(len(requests))), exc
-        left = max(0.0, self.give_up_after - (time.monotonic() - started))
-        retrying = AsyncRetrying(retry=retry_if_exception(is_transient), wait=_wait,
-                                 stop=stop_after_delay(left), sleep=self.sleep, reraise=True)
-        async for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                if number == 1:
-                    raise failure
-                pending = await self._attempt(requests, results, pending, number)
-                if pending:
-                    raise results[pending[0]]
-        return results
+        pending = list(range(len(requests)))
+        attempts = 0
+
+        async def attempt() -> list[Any]:
+            nonlocal pending, attempts
+            attempts += 1
+            pending = await self._attempt(requests, results, pending, attempts)
+            if pending:
+                raise results[pending[0]]
+            return results
+
+        def policy(spent: float) -> AsyncRetrying:
+            return AsyncRetrying(retry=retry_if_exception(is_transient), wait=_wait,
+                                 stop=stop_after_delay(max(0.0, self.give_up_after - spent)),
+                                 sleep=self.sleep, reraise=True)
+
+        return await retried(attempt, policy)
 
     async def call(self, method: str, params: list[Any]) -> Any:
         (result,) = await self._call_batch([Request(method, params, next(self._ids))])
