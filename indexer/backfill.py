@@ -30,11 +30,12 @@ of a signature page carries its `blockTime`, so they filter as they stream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -402,6 +403,31 @@ async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
         await conn.execute(_SAVE, (wallet, range_key, before, done, newest))
 
 
+class Discovered:
+    """Token accounts the decoder finds an agent being backfilled owns, handed to that
+    agent's run (the pipeline's ``on_token_account``). The agent's wallet history names
+    every account of its own it signed for -- a transfer out, the close -- so an account
+    it has since closed, which no ``getTokenAccountsByOwner`` lists, is found and listed
+    too: transfers into it from others never name the wallet."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, Callable[[str], None]] = {}
+        self.accounts: set[str] = set()  # found beyond the accounts listed up front
+
+    def __call__(self, owner: str, account: str) -> None:
+        add = self._runs.get(owner)
+        if add is not None:
+            add(account)
+
+    @contextlib.contextmanager
+    def listening(self, owner: str, add: Callable[[str], None]) -> Iterator[None]:
+        self._runs[owner] = add
+        try:
+            yield
+        finally:
+            del self._runs[owner]
+
+
 async def backfill_agent(
     wallet: str,
     token_accounts: Sequence[str],
@@ -413,15 +439,19 @@ async def backfill_agent(
     on_page: Callable[[WalletProgress], None] = lambda _: None,
     shared: InFlight | None = None,
     stored: Mapping[str, Stored] | None = None,
+    discovered: Discovered | None = None,
 ) -> WalletProgress:
     """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
 
     A transaction in two of the histories (a token transfer the agent signed) is fetched
     once: the second address's page waits for the first one's unit. Pass the same
     ``shared`` to agents run together (the pipeline decodes each transaction for every
-    watched agent at once) and that holds across agents too."""
+    watched agent at once) and that holds across agents too. With ``discovered``, a
+    token account of the agent's that its histories reveal joins the run while it lasts
+    (its progress loaded on its own)."""
     total = WalletProgress(wallet)
     parts: dict[str, WalletProgress] = {}
+    addresses: list[str] = []
 
     def on_address_page(part: WalletProgress) -> None:
         parts[part.wallet] = part
@@ -435,14 +465,31 @@ async def backfill_agent(
 
     if shared is None:
         shared = {}
-    addresses = (wallet, *sorted(set(token_accounts) - {wallet}))
+    listed = (wallet, *sorted(set(token_accounts) - {wallet}))
     if pool is not None and stored is None:
-        stored = await load_progress(pool, addresses, window)
+        stored = await load_progress(pool, listed, window)
+    group = asyncio.TaskGroup()
+
+    def start(address: str, known: Mapping[str, Stored] | None) -> None:
+        addresses.append(address)
+        group.create_task(backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
+                                          on_page=on_address_page, shared=shared, stored=known))
+
+    def found(account: str) -> None:
+        if account in addresses or discovered is None:
+            return
+        try:
+            start(account, None)
+        except RuntimeError:  # the agent's run has just ended (another agent's unit found it)
+            addresses.remove(account)
+            return
+        discovered.accounts.add(account)
+
     try:
-        async with asyncio.TaskGroup() as group:
-            for address in addresses:
-                group.create_task(backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
-                                                  on_page=on_address_page, shared=shared, stored=stored))
+        with contextlib.nullcontext() if discovered is None else discovered.listening(wallet, found):
+            async with group:
+                for address in listed:
+                    start(address, stored)
     except BaseExceptionGroup as failed:
         # One address failed (the others were stopped): report its error, as one.
         raise first_failure(failed) from None

@@ -287,15 +287,11 @@ class Pipeline:
             asyncio.get_running_loop().call_later(delay, self._fetch_q.put_nowait, pending)
 
     def _account(self, decoded: DecodedTransaction, item: _Decoded) -> None:
-        for row in decoded.rows:
-            if row.mint is not None and self.on_token_account is not None:
-                # A token account of a watched agent: transfers to it do not mention the
-                # agent's wallet, so it must be watched itself.
-                for leg in row.legs:
-                    if leg.destination_wallet == row.agent_wallet:
-                        self.on_token_account(row.agent_wallet, leg.destination_account)
-                    if leg.source_wallet == row.agent_wallet:
-                        self.on_token_account(row.agent_wallet, leg.source_account)
+        if self.on_token_account is not None:
+            # A token account of a watched agent: transfers to it do not mention the
+            # agent's wallet, so it must be watched (listed) itself.
+            for account, owner in decoded.owned_token_accounts:
+                self.on_token_account(owner, account)
         if decoded.memo_rejection is not None:
             self.metrics.child(self.metrics.memo_rejections, decoded.memo_rejection.reason).inc()
         for skipped in decoded.skipped:

@@ -18,6 +18,7 @@ from prometheus_client import Counter as PromCounter
 from solders.pubkey import Pubkey
 
 from indexer.backfill import (
+    Discovered,
     InFlight,
     Range,
     WalletProgress,
@@ -269,6 +270,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
     failures: dict[str, str] = {}
     done: list[WalletProgress] = []
     token_accounts: dict[str, set[str]] = {}
+    discovered = Discovered()  # token accounts no listing gave (closed ones)
     rate = config.rpc_requests_per_second or None
     try:
         # Both pools connect in the background while the RPC is probed and the token
@@ -296,7 +298,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             stored = None if dry_run else await load_progress(pool, addresses, window)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
-                                task_lookup=_task_lookup(pool),
+                                task_lookup=_task_lookup(pool), on_token_account=discovered,
                                 fetch_workers=max(2, concurrency), fetch_batch=batch_size)
             pipeline.remember_task_owners(tasks)
             runner = asyncio.create_task(pipeline.run())
@@ -320,7 +322,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                                 wallet, sorted(token_accounts.get(wallet, ())), window,
                                 rpc=rpc, pipeline=pipeline,
                                 pool=None if dry_run else pool, on_page=on_page, shared=shared,
-                                stored=stored))
+                                stored=stored, discovered=discovered))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
                         finally:
@@ -345,6 +347,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
         "wallets": len(wallets),
         "wallets_failed": failures,
         "token_accounts": sum(len(a) for a in token_accounts.values()),
+        "token_accounts_discovered": len(discovered.accounts),
         "signatures_scanned": sum(p.scanned for p in done),
         "transactions_processed": processed,
         "rows_written_by_type_status": {f"{t}/{s}": int(v) for (t, s), v in sorted(written.items())},

@@ -297,6 +297,9 @@ class DecodedTransaction:
     memo: str | None
     memo_rejection: MemoRejection | None
     conflicts: tuple[str, ...]
+    # (token account, owner) for every token account of a watched wallet the balances
+    # show, moved or not: how a closed one is found (no getTokenAccountsByOwner lists it).
+    owned_token_accounts: tuple[tuple[str, str], ...]
 
     def to_json_dict(self) -> dict[str, Any]:
         return {

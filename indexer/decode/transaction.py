@@ -231,6 +231,8 @@ def _assemble(
         memo_text,
         rejection,
         classified.conflicts,
+        tuple([(account, info.owner) for account, info in token_accounts.items()
+               if info.owner is not None and info.owner in watched]),
     )
 
 

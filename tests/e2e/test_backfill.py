@@ -12,6 +12,7 @@ registers its agents, users and tasks in a database that every test copies.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 import signal
 import socket
@@ -28,9 +29,13 @@ import psycopg
 import pytest
 import pytest_asyncio
 from psycopg import conninfo, sql
+from solders.hash import Hash
+from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
+from solders.pubkey import Pubkey
 
 from indexer.localnet import Localnet, LocalnetConfig
+from indexer.localnet import workload_tx as txs
 from indexer.localnet.workload import WorkloadConfig, run_workload
 from indexer.rpc import RpcClient
 from indexer.sink import WRITER_APPLICATION_NAME
@@ -284,6 +289,64 @@ async def test_run_again_a_finished_backfill_takes_what_arrived_since(history: H
     assert _rows_of(history_db, wallet) == {
         signature: ("funding", "pending", amount * 1_000_000)
         for signature, amount in zip(first + later, amounts, strict=True)}
+
+
+async def _land(net: Localnet, rpc: RpcClient, instructions: list[Instruction],
+                signers: list[Keypair]) -> str:
+    """Sign with a fresh blockhash, send, wait until finalized; the signature."""
+    blockhash = Hash.from_string((await rpc.call("getLatestBlockhash", [{}]))["value"]["blockhash"])
+    tx = txs.sign(signers[0], instructions, signers, blockhash)
+    signature = str(await rpc.call("sendTransaction", [base64.b64encode(bytes(tx)).decode(),
+                                                       {"encoding": "base64"}]))
+    await asyncio.wait_for(net.wait_for_signature(signature, "finalized"), 30)
+    return signature
+
+
+def _close_account(account: Pubkey, destination: Pubkey, owner: Pubkey) -> Instruction:
+    """SPL Token CloseAccount (instruction 9): the owner signs, the rent goes back."""
+    return Instruction(txs.TOKEN_PROGRAM, bytes([9]), [
+        AccountMeta(account, False, True), AccountMeta(destination, False, True),
+        AccountMeta(owner, True, False)])
+
+
+async def test_a_token_account_the_agent_closed_is_found_and_backfilled(history: History,
+                                                                        history_db: str) -> None:
+    """A payer creates a token account for the agent and pays into it (the agent's wallet
+    is in neither instruction's accounts); later the agent empties and closes it. No
+    getTokenAccountsByOwner lists it now, but the close -- signed by the agent, so in its
+    wallet's history -- shows it in its token balances: the backfill lists it too, and
+    finds the payment."""
+    net = history.net
+    agent, payer, mint, account, purse = (Keypair() for _ in range(5))
+    with psycopg.connect(history_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                     " VALUES ('closing-agent', 'Closing', 't', 'd', 'https://x/a.png', %s)",
+                     (str(agent.pubkey()),))
+    async with RpcClient([net.http_url]) as rpc:
+        drops = [str(await rpc.call("requestAirdrop", [str(keys.pubkey()), 10**9]))
+                 for keys in (agent, payer)]
+        for drop in drops:
+            await asyncio.wait_for(net.wait_for_signature(drop, "finalized"), 30)
+        rent = 10_000_000  # above the rent-exempt minimum of a mint and of a token account
+        await _land(net, rpc, [
+            *txs.create_mint(payer.pubkey(), mint.pubkey(), payer.pubkey(), rent),
+            *txs.create_token_account(payer.pubkey(), purse.pubkey(), mint.pubkey(), payer.pubkey(), rent),
+            txs.mint_to(mint.pubkey(), purse.pubkey(), payer.pubkey(), 1_000_000)], [payer, mint, purse])
+        paid = await _land(net, rpc, [
+            *txs.create_token_account(payer.pubkey(), account.pubkey(), mint.pubkey(), agent.pubkey(), rent),
+            txs.transfer_checked(purse.pubkey(), mint.pubkey(), account.pubkey(), payer.pubkey(), 250_000)],
+            [payer, account])
+        await _land(net, rpc, [
+            txs.transfer_checked(account.pubkey(), mint.pubkey(), purse.pubkey(), agent.pubkey(), 250_000),
+            _close_account(account.pubkey(), agent.pubkey(), agent.pubkey())], [agent])
+        assert (await rpc.get_token_accounts_by_owner([str(agent.pubkey())])) == {str(agent.pubkey()): set()}
+    run = await backfill(history_db, net.http_url, "--wallet", str(agent.pubkey()), "--json")
+    assert run.code == 0, run.stderr
+    summary = run.summary()
+    assert (summary["token_accounts"], summary["token_accounts_discovered"]) == (0, 1)
+    assert _rows_of(history_db, str(agent.pubkey())) == {
+        drops[0]: ("funding", "pending", Decimal(1)),  # the agent's own SOL, for the close's fee
+        paid: ("funding", "pending", Decimal("0.25"))}  # found in the closed account's history
 
 
 async def test_metrics_port_serves_the_run_while_it_lasts(history: History, history_db: str) -> None:
