@@ -247,6 +247,13 @@ async def test_killed_mid_run_resumes_where_it_stopped(history: History, history
     assert run.summary()["signatures_scanned"] < len({r["signature"] for r in history.truth})
 
 
+def _register_agent(url: str, agent_id: str, wallet: str) -> None:
+    """An agent of this test's database alone: the other tests' copies never list it."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
+                     " VALUES (%s, 'Agent', 't', 'd', 'https://x/a.png', %s)", (agent_id, wallet))
+
+
 async def _airdrops(net: Localnet, wallet: str, lamports: list[int]) -> list[str]:
     """Transfers from the faucet to ``wallet``, each finalized before the next is sent
     (so the listing's order is the sending order)."""
@@ -271,10 +278,8 @@ async def test_run_again_a_finished_backfill_takes_what_arrived_since(history: H
     """A wallet's history goes on after a backfill ends (an outage of the daemon, say):
     the same command again lists back to the newest finalized signature the first run
     kept, and writes what arrived since, without paging the older history again."""
-    net, wallet = history.net, str(Keypair().pubkey())  # an agent of this database alone
-    with psycopg.connect(history_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
-                     " VALUES ('late-agent', 'Late', 't', 'd', 'https://x/a.png', %s)", (wallet,))
+    net, wallet = history.net, str(Keypair().pubkey())
+    _register_agent(history_db, "late-agent", wallet)
     first = await _airdrops(net, wallet, [1_000_000, 2_000_000, 3_000_000])
     run = await backfill(history_db, net.http_url, "--wallet", wallet, "--json")
     assert run.code == 0, run.stderr
@@ -318,15 +323,10 @@ async def test_a_token_account_the_agent_closed_is_found_and_backfilled(history:
     finds the payment."""
     net = history.net
     agent, payer, mint, account, purse = (Keypair() for _ in range(5))
-    with psycopg.connect(history_db, autocommit=True) as conn:
-        conn.execute("INSERT INTO agents (agent_id, name, tagline, description, avatar_url, wallet_address)"
-                     " VALUES ('closing-agent', 'Closing', 't', 'd', 'https://x/a.png', %s)",
-                     (str(agent.pubkey()),))
+    _register_agent(history_db, "closing-agent", str(agent.pubkey()))
+    (funded,) = await _airdrops(net, str(agent.pubkey()), [10**9])  # SOL for the close's fee
+    await _airdrops(net, str(payer.pubkey()), [10**9])
     async with RpcClient([net.http_url]) as rpc:
-        drops = [str(await rpc.call("requestAirdrop", [str(keys.pubkey()), 10**9]))
-                 for keys in (agent, payer)]
-        for drop in drops:
-            await asyncio.wait_for(net.wait_for_signature(drop, "finalized"), 30)
         rent = 10_000_000  # above the rent-exempt minimum of a mint and of a token account
         await _land(net, rpc, [
             *txs.create_mint(payer.pubkey(), mint.pubkey(), payer.pubkey(), rent),
@@ -345,7 +345,7 @@ async def test_a_token_account_the_agent_closed_is_found_and_backfilled(history:
     summary = run.summary()
     assert (summary["token_accounts"], summary["token_accounts_discovered"]) == (0, 1)
     assert _rows_of(history_db, str(agent.pubkey())) == {
-        drops[0]: ("funding", "pending", Decimal(1)),  # the agent's own SOL, for the close's fee
+        funded: ("funding", "pending", Decimal(1)),
         paid: ("funding", "pending", Decimal("0.25"))}  # found in the closed account's history
 
 
