@@ -301,7 +301,6 @@ async def backfill_wallet(
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
-    row: Stored | None = None
     if pool is not None:
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
@@ -384,7 +383,6 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
 
     caught_up = await backfill_wallet(wallet, since_then, rpc=rpc, pipeline=pipeline, pool=pool,
                                       on_page=counted, pages_ahead=pages_ahead, shared=shared)
-    progress.scanned, progress.submitted = caught_up.scanned, caught_up.submitted
     progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
     async with pool.connection() as conn, conn.transaction():
         if progress.newest != newest:  # else the range's progress stands as it was
@@ -471,17 +469,21 @@ async def backfill_agent(
     group = asyncio.TaskGroup()
 
     def start(address: str, known: Mapping[str, Stored] | None) -> None:
+        run = backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
+                              on_page=on_address_page, shared=shared, stored=known)
+        try:
+            group.create_task(run)
+        except RuntimeError:
+            run.close()  # never started: closed, so it is not reported as never awaited
+            raise
         addresses.append(address)
-        group.create_task(backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
-                                          on_page=on_address_page, shared=shared, stored=known))
 
     def found(account: str) -> None:
-        if account in addresses or discovered is None:
+        if discovered is None or account in addresses:
             return
         try:
             start(account, None)
         except RuntimeError:  # the agent's run has just ended (another agent's unit found it)
-            addresses.remove(account)
             return
         discovered.accounts.add(account)
 
