@@ -21,7 +21,9 @@ An agent's SPL token accounts have histories of their own: a token transfer to a
 names its token account, never its wallet. ``backfill_agent`` therefore pages the wallet
 and each of its token accounts, side by side, with progress kept per address; a
 transaction two of them list is submitted once. Agents backfilled together share that
-table too, so a transfer between two of them is fetched and written once.
+table too, so a transfer between two of them is fetched and written once. A token
+account's progress names the wallet that owns it, so a run of that wallet lists every
+account an earlier run found, one it has since closed included.
 
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
@@ -192,18 +194,26 @@ class Stored:
     before: str | None  # the oldest signature of the last page committed (unfinished)
     done: bool
     newest: str | None  # the newest finalized signature the range covers (no until bound)
+    owner: str | None = None  # the agent wallet owning this token account; None: a wallet
+
+
+def owned(stored: Mapping[str, Stored], wallet: str) -> set[str]:
+    """The token accounts of ``wallet`` that have progress in ``stored`` (pure)."""
+    return {address for address, kept in stored.items() if kept.owner == wallet}
 
 
 _LOAD = """
-SELECT wallet_address, before_signature, done, newest_signature FROM backfill_progress
-WHERE wallet_address = ANY(%s) AND range_key = %s
+SELECT wallet_address, before_signature, done, newest_signature, owner_wallet FROM backfill_progress
+WHERE (wallet_address = ANY(%s) OR owner_wallet = ANY(%s)) AND range_key = %s
 """
 _SAVE = """
-INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done, newest_signature)
-VALUES (%s, %s, %s, %s, %s)
+INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done, newest_signature,
+                               owner_wallet)
+VALUES (%s, %s, %s, %s, %s, %s)
 ON CONFLICT (wallet_address, range_key) DO UPDATE
 SET before_signature = excluded.before_signature, done = excluded.done,
-    newest_signature = excluded.newest_signature, updated_at = now()
+    newest_signature = excluded.newest_signature,
+    owner_wallet = coalesce(excluded.owner_wallet, backfill_progress.owner_wallet), updated_at = now()
 """
 # What arrived since, once backfilled: the range takes its newest signature, and that
 # range's own progress goes (one transaction: a crash between the two leaves neither half).
@@ -226,30 +236,36 @@ InFlight = dict[str, "asyncio.Future[Any]"]  # signature -> its unit, until comm
 
 
 async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str],
-                        window: Range) -> dict[str, Stored]:
-    """The stored progress of ``addresses`` over ``window``, in one query (an address
-    without any is absent). A run loads every address up front: one query each kept the
-    shared pool busy opening connections while the first batches waited for it."""
+                        window: Range, *, owners: Sequence[str] = ()) -> dict[str, Stored]:
+    """The stored progress of ``addresses`` and of the token accounts ``owners`` own over
+    ``window``, in one query (an address without any is absent). A run loads every address
+    up front: one query each kept the shared pool busy opening connections while the
+    first batches waited for it."""
     async with pool.connection() as conn:
-        cur = await conn.execute(_LOAD, (list(addresses), window.key()))
+        cur = await conn.execute(_LOAD, (list(addresses), list(owners), window.key()))
         return {address: Stored(*kept) for address, *kept in await cur.fetchall()}
 
 
 _FORGET_RANGES = """
-DELETE FROM backfill_progress p USING unnest(%s::text[], %s::text[]) AS k(address, range_key)
-WHERE p.wallet_address = k.address AND p.range_key = k.range_key
+DELETE FROM backfill_progress p
+WHERE (p.wallet_address, p.range_key) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+   OR (p.owner_wallet = ANY(%s) AND p.range_key = %s)
 RETURNING p.wallet_address, p.newest_signature
 """
 
 
-async def forget_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str], window: Range) -> None:
-    """Delete the stored progress of ``addresses`` over ``window`` (``--restart``), and that
-    of the ranges since their newest signatures, which a run stopped while catching up
-    leaves (and theirs in turn): nothing of the range is left unfinished in ``status``."""
+async def forget_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str], window: Range,
+                          *, owners: Sequence[str] = ()) -> None:
+    """Delete the stored progress of ``addresses`` and of the token accounts ``owners`` own
+    over ``window`` (``--restart``), and that of the ranges since their newest signatures,
+    which a run stopped while catching up leaves (and theirs in turn): nothing of the range
+    is left unfinished in ``status``."""
     wanted = [(address, window.key()) for address in addresses]
     async with pool.connection() as conn, conn.transaction():
-        while wanted:
-            cur = await conn.execute(_FORGET_RANGES, ([a for a, _ in wanted], [k for _, k in wanted]))
+        while wanted or owners:
+            cur = await conn.execute(_FORGET_RANGES, ([a for a, _ in wanted], [k for _, k in wanted],
+                                                      list(owners), window.key()))
+            owners = ()
             wanted = [(address, Range(since=Bound(signature=newest)).key())
                       for address, newest in await cur.fetchall() if newest is not None]
 
@@ -295,9 +311,11 @@ async def backfill_wallet(
     pages_ahead: int = 2,
     shared: InFlight | None = None,
     stored: Mapping[str, Stored] | None = None,
+    owner: str | None = None,
 ) -> WalletProgress:
     """Backfill one wallet over ``window``; resumes from stored progress when ``pool``
-    (``stored``: that progress, loaded already; else it is loaded here)."""
+    (``stored``: that progress, loaded already; else it is loaded here). ``owner``: the
+    agent wallet whose token account ``wallet`` is, kept with the progress."""
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
@@ -309,7 +327,8 @@ async def backfill_wallet(
             progress.newest = row.newest
             if row.newest is not None and window.until is None:
                 await _since_then(wallet, window, row.newest, progress, rpc=rpc, pipeline=pipeline,
-                                  pool=pool, on_page=on_page, pages_ahead=pages_ahead, shared=shared)
+                                  pool=pool, on_page=on_page, pages_ahead=pages_ahead, shared=shared,
+                                  owner=owner)
             if row.done:  # nothing older to list, reported as done
                 progress.done, progress.share = True, 1.0
                 on_page(progress)
@@ -327,7 +346,8 @@ async def backfill_wallet(
             await oldest.task
         in_flight.popleft()
         if pool is not None:
-            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False, newest=progress.newest)
+            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False,
+                        newest=progress.newest, owner=owner)
         progress.scanned += oldest.scanned
         progress.submitted += oldest.submitted
         if top is not None:
@@ -358,7 +378,7 @@ async def backfill_wallet(
     progress.done = True
     progress.share = 1.0
     if pool is not None:
-        await _save(pool, wallet, range_key, None, done=True, newest=progress.newest)
+        await _save(pool, wallet, range_key, None, done=True, newest=progress.newest, owner=owner)
     on_page(progress)
     return progress
 
@@ -371,7 +391,7 @@ def _newest_finalized(page: Sequence[SignatureInfoLike]) -> str | None:
 async def _since_then(wallet: str, window: Range, newest: str, progress: WalletProgress, *,
                       rpc: PageSource, pipeline: UnitSink, pool: AsyncConnectionPool[Any],
                       on_page: Callable[[WalletProgress], None], pages_ahead: int,
-                      shared: InFlight | None) -> None:
+                      shared: InFlight | None, owner: str | None) -> None:
     """Backfill what ``wallet`` listed after ``newest`` (an earlier run's top), as the range
     since it, then make its newest signature the range's own (``progress.newest``). Its
     pages count in ``progress``."""
@@ -382,7 +402,8 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
         on_page(progress)
 
     caught_up = await backfill_wallet(wallet, since_then, rpc=rpc, pipeline=pipeline, pool=pool,
-                                      on_page=counted, pages_ahead=pages_ahead, shared=shared)
+                                      on_page=counted, pages_ahead=pages_ahead, shared=shared,
+                                      owner=owner)
     progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
     async with pool.connection() as conn, conn.transaction():
         if progress.newest != newest:  # else the range's progress stands as it was
@@ -396,9 +417,9 @@ def _consume(future: asyncio.Future[Any]) -> None:
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
-                before: str | None, *, done: bool, newest: str | None) -> None:
+                before: str | None, *, done: bool, newest: str | None, owner: str | None) -> None:
     async with pool.connection() as conn:
-        await conn.execute(_SAVE, (wallet, range_key, before, done, newest))
+        await conn.execute(_SAVE, (wallet, range_key, before, done, newest, owner))
 
 
 class Discovered:
@@ -410,7 +431,7 @@ class Discovered:
 
     def __init__(self) -> None:
         self._runs: dict[str, Callable[[str], None]] = {}
-        self.accounts: set[str] = set()  # found beyond the accounts listed up front
+        self.accounts: set[str] = set()  # no listing gave: found by this run or one before
 
     def __call__(self, owner: str, account: str) -> None:
         add = self._runs.get(owner)
@@ -446,7 +467,9 @@ async def backfill_agent(
     ``shared`` to agents run together (the pipeline decodes each transaction for every
     watched agent at once) and that holds across agents too. With ``discovered``, a
     token account of the agent's that its histories reveal joins the run while it lasts
-    (its progress loaded on its own)."""
+    (its progress loaded on its own). Token accounts ``stored`` names the agent the owner
+    of (an earlier run found them) are listed too: pass ``stored`` loaded with the agent
+    among its ``owners``."""
     total = WalletProgress(wallet)
     parts: dict[str, WalletProgress] = {}
     addresses: list[str] = []
@@ -463,14 +486,18 @@ async def backfill_agent(
 
     if shared is None:
         shared = {}
-    listed = (wallet, *sorted(set(token_accounts) - {wallet}))
     if pool is not None and stored is None:
-        stored = await load_progress(pool, listed, window)
+        stored = await load_progress(pool, [wallet, *token_accounts], window, owners=[wallet])
+    remembered = owned(stored or {}, wallet) - set(token_accounts)  # found by a run before
+    if discovered is not None:
+        discovered.accounts |= remembered
+    listed = (wallet, *sorted((set(token_accounts) | remembered) - {wallet}))
     group = asyncio.TaskGroup()
 
     def start(address: str, known: Mapping[str, Stored] | None) -> None:
         run = backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
-                              on_page=on_address_page, shared=shared, stored=known)
+                              on_page=on_address_page, shared=shared, stored=known,
+                              owner=None if address == wallet else wallet)
         try:
             group.create_task(run)
         except RuntimeError:

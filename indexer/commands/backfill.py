@@ -294,8 +294,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             token_accounts, tasks = listing.result(), loading.result()
             addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
             if restart and not dry_run:
-                await forget_progress(pool, addresses, window)
-            stored = None if dry_run else await load_progress(pool, addresses, window)
+                await forget_progress(pool, addresses, window, owners=wallets)
+            stored = None if dry_run else await load_progress(pool, addresses, window, owners=wallets)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=_task_lookup(pool), on_token_account=discovered,

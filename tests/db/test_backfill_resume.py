@@ -19,9 +19,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from indexer.backfill import (
     Bound,
+    Discovered,
     Range,
     Stored,
     WalletProgress,
+    backfill_agent,
     backfill_wallet,
     forget_progress,
     load_progress,
@@ -41,15 +43,15 @@ def entry(signature: str, slot: int, status: str | None = "finalized") -> Signat
 class History:
     """One wallet's history, listed in pages of ``size`` as a node lists it."""
 
-    def __init__(self, size: int) -> None:
-        self.size = size
+    def __init__(self, size: int, first_slot: int = 1) -> None:
+        self.size, self.first_slot = size, first_slot
         self.entries: list[SignatureInfo] = []  # newest first
         self.listings: list[tuple[str | None, str | None]] = []  # (until, before) asked
 
     def land(self, count: int, status: str = "finalized") -> list[str]:
         """``count`` new transactions on top, oldest first; their signatures."""
-        slot = self.entries[0].slot if self.entries else 0
-        new = [entry(f"tx{slot + i + 1}", slot + i + 1, status) for i in range(count)]
+        slot = self.entries[0].slot + 1 if self.entries else self.first_slot
+        new = [entry(f"tx{slot + i}", slot + i, status) for i in range(count)]
         self.entries[:0] = reversed(new)
         return [entry.signature for entry in new]
 
@@ -231,3 +233,83 @@ async def test_a_restart_forgets_the_range_and_the_catch_up_it_left_unfinished(
         assert fetching.taken() == first + later
         assert await stored(pool) == Stored(None, True, later[-1])
         assert rows(indexer_login_url) == 1
+
+
+class Histories:
+    """Several addresses' histories, each listed as a node lists it."""
+
+    def __init__(self, **histories: History) -> None:
+        self.of = histories
+
+    def iter_signatures(self, address: str, *, until: str | None = None,
+                        before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        return self.of[address].iter_signatures(address, until=until, before=before)
+
+
+class Revealing(Fetching):
+    """A pipeline that, as the decoder does, reports the agent's token account a unit's
+    transactions show (``reveals``: signature -> account); it never commits a unit holding
+    a ``held`` signature (a fetch that hangs until the run is stopped)."""
+
+    def __init__(self, found: Discovered, reveals: dict[str, str]) -> None:
+        super().__init__()
+        self.found, self.reveals = found, reveals
+        self.held: set[str] = set()
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        if self.held.intersection(unit.signatures):
+            self.submitted.extend(unit.signatures)
+            return asyncio.get_running_loop().create_future()
+        for signature in unit.signatures:
+            if signature in self.reveals:
+                self.found(WALLET, self.reveals[signature])
+        return super().submit(unit)
+
+
+async def test_a_token_account_found_by_an_interrupted_run_is_resumed_by_the_next(
+        pool: AsyncConnectionPool[Any], indexer_login_url: str) -> None:
+    """A token account no listing gives (closed) is found in the wallet's history. When
+    the run stops before that account's history is done, the next run -- whose wallet
+    range is done, so the wallet's history is not read again -- still finishes it: the
+    account's progress names its owner."""
+    wallet, account = History(size=10), History(size=2, first_slot=101)
+    close = wallet.land(3)[-1]  # the agent's close of the account: its balances show it
+    paid = account.land(6)  # tx106 tx105 | tx104 tx103 | tx102 tx101: payments into it
+    first = Discovered()
+    fetching = Revealing(first, {close: "T"})
+    fetching.held = {paid[3]}  # the account's second page hangs
+    histories = Histories(W=wallet, T=account)
+    reports: list[int] = []
+    stuck = asyncio.Event()
+
+    def on_page(progress: WalletProgress) -> None:
+        # All there is before the hang: the wallet's page, the wallet done, the account's
+        # first page (each reported once its progress is stored).
+        reports.append(progress.submitted)
+        if len(reports) == 3:
+            stuck.set()
+
+    async with pool:
+        run = asyncio.create_task(backfill_agent(WALLET, [], WHOLE, rpc=histories, pipeline=fetching,
+                                                 pool=pool, on_page=on_page, discovered=first))
+        async with asyncio.timeout(10):
+            await stuck.wait()
+        run.cancel()  # Ctrl-C
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert await load_progress(pool, [WALLET, "T"], WHOLE) == {
+            WALLET: Stored(None, True, close), "T": Stored(paid[4], False, paid[-1], owner=WALLET)}
+        assert first.accounts == {"T"}
+        fetching.taken()
+
+        again = Discovered()
+        fetching = Revealing(again, {close: "T"})
+        progress = await backfill_agent(WALLET, [], WHOLE, rpc=histories, pipeline=fetching,
+                                        pool=pool, discovered=again)
+        assert fetching.taken() == paid[:4]  # the account's two pages below the one committed
+        assert (progress.done, again.accounts) == (True, {"T"})
+        assert await load_progress(pool, [], WHOLE, owners=[WALLET]) == {
+            "T": Stored(None, True, paid[-1], owner=WALLET)}
+
+        await forget_progress(pool, [WALLET], WHOLE, owners=[WALLET])  # --restart
+        assert rows(indexer_login_url) == 0
