@@ -16,6 +16,7 @@ effects from every balance -- what a fork switch looks like from outside.
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ class TxRecord:
     # getSignaturesForAddress entries already rendered, by confirmation status (the one
     # field of an entry that changes while the record stays).
     listed: dict[str, Any] = field(default_factory=dict)
+    # Landing order, across the whole ledger: where a ``before``/``until`` signature stands
+    # in any address's history, the address's own or not.
+    seq: int = 0
 
 
 @dataclass(slots=True)
@@ -114,6 +118,7 @@ class Ledger:
         self.dropped_signatures: set[str] = set()
         self.by_signature: dict[str, TxRecord] = {}
         self.by_address: dict[str, list[TxRecord]] = {}
+        self._landed = itertools.count(1)
         self.token_accounts: dict[str, dict[str, str]] = {}  # owner -> {account: program}
         # blockhash -> its slot, oldest first: asked of every transaction sent, so a dict.
         self.recent_hashes: dict[str, int] = {}
@@ -265,6 +270,7 @@ class Ledger:
             post_balances=post_balances, pre_tokens=pre_tokens,
             post_tokens=self._token_balances(keys), memos=_memos(tx, keys),
             pre_accounts=pre_accounts, versioned=isinstance(tx.message, MessageV0),
+            seq=next(self._landed),
         )
         self._open.transactions.append(record)
         self.by_signature[signature] = record
@@ -296,28 +302,27 @@ class Ledger:
                        until: str | None, limit: int) -> list[TxRecord]:
         """Newest first; ``before`` and ``until`` exclusive.
 
+        As a node's blockstore does, ``before`` and ``until`` bound the listing by where
+        their transactions stand in the ledger, whichever addresses they touch: a
+        ``before`` not visible at ``commitment`` lists nothing, an ``until`` not visible
+        lists the whole history (agave's ``get_confirmed_signatures_for_address2``).
+        Within a slot, the order is the landing order (a node orders by signature there).
+
         An address's history is kept in landing order, so slots ascend: the records
-        visible at ``commitment`` and the ``before`` signature are found by bisection,
-        as a node's index finds them, not by walking every newer record (a backfill's
-        pages got slower the deeper they went)."""
+        visible at ``commitment`` and the bounds are found by bisection, as a node's index
+        finds them, not by walking every newer record (a backfill's pages got slower the
+        deeper they went)."""
         records = self.by_address.get(address, [])
         end = bisect.bisect_right(records, self.slot_at(commitment), key=_slot)
         if before is not None:
-            anchor = self.by_signature.get(before)
+            anchor = self.transaction(before, commitment)
             if anchor is None:
                 return []
-            start = bisect.bisect_left(records, anchor.slot, 0, end, key=_slot)
-            position = next((i for i in range(start, end) if records[i].signature == before), None)
-            if position is None:  # not in this address's visible history
-                return []
-            end = position
-        out: list[TxRecord] = []
-        for index in range(end - 1, max(-1, end - 1 - limit), -1):
-            record = records[index]
-            if until is not None and record.signature == until:
-                break
-            out.append(record)
-        return out
+            end = bisect.bisect_left(records, anchor.seq, 0, end, key=_seq)
+        start = 0
+        if until is not None and (floor := self.transaction(until, commitment)) is not None:
+            start = bisect.bisect_right(records, floor.seq, 0, end, key=_seq)
+        return records[max(start, end - limit):end][::-1]
 
     def block(self, slot: int) -> Block | None:
         return None if slot in self.dropped_slots else self.blocks.get(slot)
@@ -355,6 +360,10 @@ class Ledger:
 
 def _slot(record: TxRecord) -> int:
     return record.slot
+
+
+def _seq(record: TxRecord) -> int:
+    return record.seq
 
 
 def _ui_string(amount: int, decimals: int) -> str:

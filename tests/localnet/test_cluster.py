@@ -168,12 +168,16 @@ async def test_get_transaction_answers_are_rendered_once_and_never_change(net: L
 
 async def test_signature_pages_walk_an_address_history_newest_first(net: Localnet) -> None:
     """Paged with ``before`` (five at a time), an address's history is the one-page
-    listing; ``until`` stops short of its signature; a ``before`` the address never saw
-    lists nothing; each entry's confirmationStatus is the record's level right now."""
-    agent = Keypair().pubkey()
+    listing; ``until`` stops short of its signature; a ``before`` or ``until`` of another
+    address's transaction bounds the listing where that transaction stands, as a node's
+    blockstore bounds it; a ``before`` no node saw lists nothing, an ``until`` no node saw
+    bounds nothing; each entry's confirmationStatus is the record's level right now."""
+    agent, other = Keypair().pubkey(), Keypair().pubkey()
     sent = []
+    elsewhere = []  # another address's transaction after each round
     for round_ in range(4):  # over several slots
         sent += [net.ledger.airdrop(agent, 10**6 + 3 * round_ + i) for i in range(3)]
+        elsewhere.append(net.ledger.airdrop(other, 10**6 + round_))
         async with asyncio.timeout(10):
             await net.wait_for_slot(net.ledger.slot + 1)
     async with asyncio.timeout(10):
@@ -202,6 +206,12 @@ async def test_signature_pages_walk_an_address_history_newest_first(net: Localne
     assert [e["signature"] for e in await page(until=sent[3])] == sent[:3:-1]
     assert [e["signature"] for e in await page(before=sent[6], until=sent[2])] == sent[5:2:-1]
     assert await page(before=str(Keypair().sign_message(b"never sent"))) == []
+    # elsewhere[1] landed after sent[5], before sent[6]
+    assert [e["signature"] for e in await page(before=elsewhere[1])] == sent[5::-1]
+    assert [e["signature"] for e in await page(until=elsewhere[1])] == sent[:5:-1]
+    assert [e["signature"] for e in await page(before=elsewhere[2], until=elsewhere[0])] == sent[8:2:-1]
+    assert await page(before=elsewhere[0], until=elsewhere[2]) == []  # the bounds reversed
+    assert len(await page(until=str(Keypair().sign_message(b"never sent")))) == len(sent)
     def levels() -> dict[str, str]:
         return {s: net.ledger.level_of(net.ledger.by_signature[s].slot) for s in sent}
 
