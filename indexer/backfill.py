@@ -95,14 +95,28 @@ class Range:
     def key(self) -> str:
         return hashlib.sha256(f"{self.since}|{self.until}".encode()).hexdigest()[:16]
 
-    def check(self) -> None:
+    def check(self, slots: Mapping[str, int] | None = None) -> None:
+        """Refuse a range whose oldest bound is after its newest: slots and times compare as
+        given, a signature by its slot in ``slots`` (the node's answer, once asked)."""
         since, until = self.since, self.until
         if since is None or until is None:
             return
-        if since.slot is not None and until.slot is not None and since.slot > until.slot:
-            raise ConfigError(f"--since slot {since.slot} is after --until slot {until.slot}")
+        since_slot, until_slot = _slot_of(since, slots), _slot_of(until, slots)
+        if since_slot is not None and until_slot is not None and since_slot > until_slot:
+            raise ConfigError(f"--since {_described(since, since_slot)} is after "
+                              f"--until {_described(until, until_slot)}")
         if since.time is not None and until.time is not None and since.time > until.time:
             raise ConfigError(f"--since {since.time.isoformat()} is after --until {until.time.isoformat()}")
+
+
+def _slot_of(bound: Bound, slots: Mapping[str, int] | None) -> int | None:
+    if bound.signature is not None:
+        return None if slots is None else slots.get(bound.signature)
+    return bound.slot
+
+
+def _described(bound: Bound, slot: int) -> str:
+    return f"slot {slot}" if bound.signature is None else f"{bound.signature} (slot {slot})"
 
 
 class SignatureInfoLike(Protocol):

@@ -207,6 +207,24 @@ async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[s
     return found
 
 
+async def _signature_slots(rpc: RpcClient, window: Range) -> dict[str, int]:
+    """The slot of each signature bound, from the node. One it does not know -- mistyped
+    into another valid signature, another cluster's, dropped by a fork, not confirmed yet
+    -- is refused: a node lists nothing before an unknown ``before`` and the whole history
+    past an unknown ``until``, so the range would silently be empty, or everything."""
+    wanted = {flag: bound.signature for flag, bound in (("--since", window.since), ("--until", window.until))
+              if bound is not None and bound.signature is not None}
+    if not wanted:
+        return {}
+    slots: dict[str, int] = {}
+    statuses = await rpc.get_signature_statuses(list(wanted.values()))
+    for (flag, signature), status in zip(wanted.items(), statuses, strict=True):
+        if status is None or status.confirmation_status == "processed":
+            raise click.UsageError(f"{flag} {signature}: the RPC node knows no such confirmed transaction")
+        slots[signature] = status.slot
+    return slots
+
+
 async def _probe(urls: Sequence[str]) -> None:
     """A short-lived client's getSlot: a wrong URL fails in seconds, not after a minute of
     the run's retries."""
@@ -289,8 +307,13 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                     group.create_task(_probe(config.rpc_urls))
                     listing = group.create_task(_token_accounts(rpc, wallets))
                     loading = group.create_task(_agent_tasks(pool, wallets, TASK_OWNERS_KEPT))
+                    bounds = group.create_task(_signature_slots(rpc, window))
             except BaseExceptionGroup as failed:
                 raise first_failure(failed) from None
+            try:
+                window.check(bounds.result())
+            except ConfigError as exc:
+                raise click.UsageError(str(exc)) from None
             token_accounts, tasks = listing.result(), loading.result()
             addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
             if restart and not dry_run:

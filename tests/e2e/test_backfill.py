@@ -437,6 +437,23 @@ async def test_a_slot_range_writes_only_that_range(history: History, history_db:
     assert_equal(backfilled(inside), history_db)
 
 
+async def test_a_signature_range_writes_only_that_range(history: History, history_db: str) -> None:
+    """Bounds given as signatures, exclusive: each bounds the wallets' and the token
+    accounts' listings alike, wherever its transaction stands (a token account's history
+    need not hold it). What lies between is read off the ledger's landing order."""
+    landed = sorted({r["signature"] for r in history.truth},
+                    key=lambda signature: history.net.ledger.by_signature[signature].seq)
+    since, until = landed[len(landed) // 3], landed[2 * len(landed) // 3]
+    between = set(landed[len(landed) // 3 + 1:2 * len(landed) // 3])
+    inside = tuple(r for r in history.truth if r["signature"] in between)
+    assert 0 < len(inside) < len(history.truth)
+    assert any(r["mint"] is not None for r in inside)  # token transfers: listed by token account
+    run = await backfill(history_db, history.net.http_url, "--all", "--json",
+                         "--since", since, "--until", until)
+    assert run.code == 0, run.stderr
+    assert_equal(backfilled(inside), history_db)
+
+
 async def test_dry_run_writes_nothing_but_counts(history: History, history_db: str) -> None:
     run = await backfill(history_db, history.net.http_url, "--all", "--json", "--dry-run")
     assert run.code == 0, run.stderr
@@ -451,6 +468,9 @@ async def test_dry_run_writes_nothing_but_counts(history: History, history_db: s
 async def test_user_mistakes_give_one_clear_line(history: History, history_db: str) -> None:
     rpc = history.net.http_url
     stranger = "Vote111111111111111111111111111111111111111"
+    slots = await _slots(rpc, sorted({r["signature"] for r in history.truth}))
+    older, newer = min(slots, key=slots.__getitem__), max(slots, key=slots.__getitem__)
+    never_sent = str(Keypair().sign_message(b"never sent"))
     taken = socket.socket()  # a metrics port another process holds
     taken.bind(("0.0.0.0", 0))  # noqa: S104  (as the metrics endpoint binds)
     taken.listen()
@@ -462,6 +482,10 @@ async def test_user_mistakes_give_one_clear_line(history: History, history_db: s
                               "is after --until"),
         "bad date": ((history_db, rpc, "--all", "--since", "2026-13-45"), "not a slot"),
         "bad signature": ((history_db, rpc, "--all", "--until", "0OIl" * 20), "not a slot"),
+        "unknown signature": ((history_db, rpc, "--all", "--since", never_sent),
+                              "knows no such confirmed transaction"),
+        "signatures reversed": ((history_db, rpc, "--all", "--since", newer, "--until", older),
+                                "is after --until"),
         "bad wallet": ((history_db, rpc, "--wallet", "not-a-wallet"), "not a base58 wallet"),
         "unreachable rpc": ((history_db, "http://127.0.0.1:9/secret-key-xyz", "--all", "--json"),
                             "cannot reach the RPC endpoint"),

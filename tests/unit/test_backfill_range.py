@@ -41,6 +41,14 @@ def test_since_after_until_is_refused() -> None:
     Range(Bound(slot=5), Bound(slot=10)).check()
 
 
+def test_a_signature_bound_compares_by_the_slot_the_node_gave() -> None:
+    newer = Range(Bound(signature=SIG), Bound(slot=5))
+    newer.check()  # its slot not known yet: nothing to compare
+    with pytest.raises(ConfigError, match=f"--since {SIG} \\(slot 9\\) is after --until slot 5"):
+        newer.check({SIG: 9})
+    Range(Bound(slot=5), Bound(signature=SIG)).check({SIG: 9})
+
+
 def test_range_key_is_stable_and_distinct() -> None:
     assert Range(Bound(slot=1)).key() == Range(Bound(slot=1)).key()
     assert Range(Bound(slot=1)).key() != Range(None, Bound(slot=1)).key()
