@@ -16,7 +16,6 @@ effects from every balance -- what a fork switch looks like from outside.
 from __future__ import annotations
 
 import bisect
-import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -86,9 +85,9 @@ class TxRecord:
     # getSignaturesForAddress entries already rendered, by confirmation status (the one
     # field of an entry that changes while the record stays).
     listed: dict[str, Any] = field(default_factory=dict)
-    # Landing order, across the whole ledger: where a ``before``/``until`` signature stands
-    # in any address's history, the address's own or not.
-    seq: int = 0
+    # Where the record stands in any address's history, as a node's blockstore orders it:
+    # by slot, then by signature (its bytes) within the slot -- not by landing order.
+    order: tuple[int, bytes] = (0, b"")
 
 
 @dataclass(slots=True)
@@ -118,7 +117,6 @@ class Ledger:
         self.dropped_signatures: set[str] = set()
         self.by_signature: dict[str, TxRecord] = {}
         self.by_address: dict[str, list[TxRecord]] = {}
-        self._landed = itertools.count(1)
         self.token_accounts: dict[str, dict[str, str]] = {}  # owner -> {account: program}
         # blockhash -> its slot, oldest first: asked of every transaction sent, so a dict.
         self.recent_hashes: dict[str, int] = {}
@@ -270,7 +268,7 @@ class Ledger:
             post_balances=post_balances, pre_tokens=pre_tokens,
             post_tokens=self._token_balances(keys), memos=_memos(tx, keys),
             pre_accounts=pre_accounts, versioned=isinstance(tx.message, MessageV0),
-            seq=next(self._landed),
+            order=(self.slot, bytes(tx.signatures[0])),
         )
         self._open.transactions.append(record)
         self.by_signature[signature] = record
@@ -278,7 +276,7 @@ class Ledger:
             self.token_accounts.setdefault(balance["owner"], {})[
                 keys[balance["accountIndex"]]] = balance["programId"]
         for key in dict.fromkeys(keys):
-            self.by_address.setdefault(key, []).append(record)
+            bisect.insort(self.by_address.setdefault(key, []), record, key=_order)
         for listener in self.listeners:
             listener(record)
         return signature
@@ -306,22 +304,23 @@ class Ledger:
         their transactions stand in the ledger, whichever addresses they touch: a
         ``before`` not visible at ``commitment`` lists nothing, an ``until`` not visible
         lists the whole history (agave's ``get_confirmed_signatures_for_address2``).
-        Within a slot, the order is the landing order (a node orders by signature there).
+        Within a slot, a node lists by signature (descending bytes), not in the order the
+        transactions ran.
 
-        An address's history is kept in landing order, so slots ascend: the records
-        visible at ``commitment`` and the bounds are found by bisection, as a node's index
-        finds them, not by walking every newer record (a backfill's pages got slower the
-        deeper they went)."""
+        An address's history is kept in that order (slots ascend): the records visible at
+        ``commitment`` and the bounds are found by bisection, as a node's index finds them,
+        not by walking every newer record (a backfill's pages got slower the deeper they
+        went)."""
         records = self.by_address.get(address, [])
         end = bisect.bisect_right(records, self.slot_at(commitment), key=_slot)
         if before is not None:
             anchor = self.transaction(before, commitment)
             if anchor is None:
                 return []
-            end = bisect.bisect_left(records, anchor.seq, 0, end, key=_seq)
+            end = bisect.bisect_left(records, anchor.order, 0, end, key=_order)
         start = 0
         if until is not None and (floor := self.transaction(until, commitment)) is not None:
-            start = bisect.bisect_right(records, floor.seq, 0, end, key=_seq)
+            start = bisect.bisect_right(records, floor.order, 0, end, key=_order)
         return records[max(start, end - limit):end][::-1]
 
     def block(self, slot: int) -> Block | None:
@@ -362,8 +361,8 @@ def _slot(record: TxRecord) -> int:
     return record.slot
 
 
-def _seq(record: TxRecord) -> int:
-    return record.seq
+def _order(record: TxRecord) -> tuple[int, bytes]:
+    return record.order
 
 
 def _ui_string(amount: int, decimals: int) -> str:

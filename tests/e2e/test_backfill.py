@@ -440,9 +440,9 @@ async def test_a_slot_range_writes_only_that_range(history: History, history_db:
 async def test_a_signature_range_writes_only_that_range(history: History, history_db: str) -> None:
     """Bounds given as signatures, exclusive: each bounds the wallets' and the token
     accounts' listings alike, wherever its transaction stands (a token account's history
-    need not hold it). What lies between is read off the ledger's landing order."""
+    need not hold it). What lies between is read off the ledger, in a node's order."""
     landed = sorted({r["signature"] for r in history.truth},
-                    key=lambda signature: history.net.ledger.by_signature[signature].seq)
+                    key=lambda signature: history.net.ledger.by_signature[signature].order)
     since, until = landed[len(landed) // 3], landed[2 * len(landed) // 3]
     between = set(landed[len(landed) // 3 + 1:2 * len(landed) // 3])
     inside = tuple(r for r in history.truth if r["signature"] in between)

@@ -20,6 +20,7 @@ from solders.keypair import Keypair
 from solders.message import MessageV0
 from solders.pubkey import Pubkey
 from solders.rpc.config import RpcTransactionLogsFilterMentions
+from solders.signature import Signature
 from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
@@ -168,18 +169,25 @@ async def test_get_transaction_answers_are_rendered_once_and_never_change(net: L
 
 async def test_signature_pages_walk_an_address_history_newest_first(net: Localnet) -> None:
     """Paged with ``before`` (five at a time), an address's history is the one-page
-    listing; ``until`` stops short of its signature; a ``before`` or ``until`` of another
-    address's transaction bounds the listing where that transaction stands, as a node's
-    blockstore bounds it; a ``before`` no node saw lists nothing, an ``until`` no node saw
-    bounds nothing; each entry's confirmationStatus is the record's level right now."""
+    listing, ordered as a node orders it (by slot, then by signature within a slot, not
+    in the order transactions ran); ``until`` stops short of its signature; a ``before`` or
+    ``until`` of another address's transaction bounds the listing where that transaction
+    stands, as a node's blockstore bounds it; a ``before`` no node saw lists nothing, an
+    ``until`` no node saw bounds nothing; each entry's confirmationStatus is the record's
+    level right now."""
     agent, other = Keypair().pubkey(), Keypair().pubkey()
     sent = []
-    elsewhere = []  # another address's transaction after each round
-    for round_ in range(4):  # over several slots
-        sent += [net.ledger.airdrop(agent, 10**6 + 3 * round_ + i) for i in range(3)]
-        elsewhere.append(net.ledger.airdrop(other, 10**6 + round_))
+    elsewhere = []  # another address's transaction after each round, in a slot of its own
+
+    async def next_slot() -> None:
         async with asyncio.timeout(10):
             await net.wait_for_slot(net.ledger.slot + 1)
+
+    for round_ in range(4):  # three transactions in each of four slots
+        sent += [net.ledger.airdrop(agent, 10**6 + 3 * round_ + i) for i in range(3)]
+        await next_slot()
+        elsewhere.append(net.ledger.airdrop(other, 10**6 + round_))
+        await next_slot()
     async with asyncio.timeout(10):
         await net.wait_for_signature(sent[-1], "confirmed")
 
@@ -190,7 +198,10 @@ async def test_signature_pages_walk_an_address_history_newest_first(net: Localne
         return result
 
     whole = await page()
-    assert [entry["signature"] for entry in whole] == sent[::-1]
+    slot_of = {entry["signature"]: entry["slot"] for entry in whole}
+    ordered = sorted(sent, key=lambda s: (slot_of[s], bytes(Signature.from_string(s))))  # oldest first
+    assert len({slot_of[s] for s in sent}) == 4
+    assert [entry["signature"] for entry in whole] == ordered[::-1]
     walked: list[dict[str, Any]] = []
     before = None
     while batch := await page(limit=5, **({"before": before} if before else {})):
@@ -203,13 +214,13 @@ async def test_signature_pages_walk_an_address_history_newest_first(net: Localne
     rank = {level: i for i, level in enumerate(COMMITMENTS)}
     assert all(rank[w["confirmationStatus"]] >= rank[e["confirmationStatus"]]
                for w, e in zip(walked, whole, strict=True))
-    assert [e["signature"] for e in await page(until=sent[3])] == sent[:3:-1]
-    assert [e["signature"] for e in await page(before=sent[6], until=sent[2])] == sent[5:2:-1]
+    assert [e["signature"] for e in await page(until=ordered[3])] == ordered[:3:-1]
+    assert [e["signature"] for e in await page(before=ordered[6], until=ordered[2])] == ordered[5:2:-1]
     assert await page(before=str(Keypair().sign_message(b"never sent"))) == []
-    # elsewhere[1] landed after sent[5], before sent[6]
-    assert [e["signature"] for e in await page(before=elsewhere[1])] == sent[5::-1]
-    assert [e["signature"] for e in await page(until=elsewhere[1])] == sent[:5:-1]
-    assert [e["signature"] for e in await page(before=elsewhere[2], until=elsewhere[0])] == sent[8:2:-1]
+    # elsewhere[1] landed after the second round's slot, before the third's
+    assert [e["signature"] for e in await page(before=elsewhere[1])] == ordered[5::-1]
+    assert [e["signature"] for e in await page(until=elsewhere[1])] == ordered[:5:-1]
+    assert [e["signature"] for e in await page(before=elsewhere[2], until=elsewhere[0])] == ordered[8:2:-1]
     assert await page(before=elsewhere[0], until=elsewhere[2]) == []  # the bounds reversed
     assert len(await page(until=str(Keypair().sign_message(b"never sent")))) == len(sent)
     def levels() -> dict[str, str]:
