@@ -9,6 +9,8 @@ isolated from each other and cost a file copy, not a migration run.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,18 +38,27 @@ def fixtures_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A superuser URL to a real server, embedded unless AMOCA_TEST_DATABASE_URL is set."""
+def pg_admin_url() -> Iterator[str]:
+    """A superuser URL to a real server, embedded unless AMOCA_TEST_DATABASE_URL is set.
+
+    The embedded server's folder is its own, not under pytest's temporary folders: pytest
+    deletes all but the newest three sessions' folders when a session starts, so a fourth
+    test run started meanwhile on the machine deleted the data of this one's server, live
+    (every later test: "server closed the connection unexpectedly")."""
     external = os.environ.get("AMOCA_TEST_DATABASE_URL")
     if external:
         yield external
         return
-    data_dir = tmp_path_factory.mktemp("embedded") / "pg"
-    server = embedded.start(data_dir, durable=False)
+    folder = Path(tempfile.mkdtemp(prefix="amoca-test-pg-"))
+    data_dir = folder / "pg"
     try:
-        yield server.url()
+        server = embedded.start(data_dir, durable=False)
+        try:
+            yield server.url()
+        finally:
+            embedded.stop(data_dir, mode="immediate")
     finally:
-        embedded.stop(data_dir, mode="immediate")
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _create_database(admin_url: str, name: str, template: str | None = None) -> None:
