@@ -19,6 +19,7 @@ from indexer.localnet import encoding
 from indexer.localnet.ledger import COMMITMENTS, Ledger, SendError
 
 VERSION = {"solana-core": "2.1.0-amoca-localnet", "feature-set": 1}
+STATUS_CACHE_SLOTS = 300  # agave's status cache: MAX_CACHE_ENTRIES (= MAX_RECENT_BLOCKHASHES)
 
 
 class RpcFailure(Exception):
@@ -221,10 +222,14 @@ class Methods:
             raise invalid("Invalid params: expected a list of signatures")
         if len(params[0]) > 256:
             raise invalid("Too many inputs provided; max 256")
+        # Without searchTransactionHistory a node answers from its status cache alone: the
+        # slots of the last STATUS_CACHE_SLOTS roots and what is newer.
+        searched = bool(_config(params, 1).get("searchTransactionHistory"))
+        oldest = 0 if searched else self.ledger.slot_at("finalized") - STATUS_CACHE_SLOTS
         values: list[dict[str, Any] | None] = []
         for text in params[0]:
             record = self.ledger.by_signature.get(_signature(text))
-            if record is None:
+            if record is None or record.slot < oldest:
                 values.append(None)
             else:
                 level = self.ledger.level_of(record.slot)

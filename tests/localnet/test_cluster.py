@@ -26,6 +26,7 @@ from solders.transaction import VersionedTransaction
 
 from indexer.localnet import Localnet, LocalnetConfig, encoding
 from indexer.localnet.ledger import COMMITMENTS
+from indexer.localnet.rpc import STATUS_CACHE_SLOTS
 from tests.support.paths import shared_dir
 
 MEMO = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
@@ -365,6 +366,23 @@ async def _fork_removes_a_confirmed_slot_everywhere(net: Localnet) -> None:
     assert (await rpc(net, "getSignaturesForAddress", [str(agent.pubkey()),
                                                        {"commitment": "confirmed"}]))["result"] == []
     assert (await rpc(net, "getBalance", [str(agent.pubkey())]))["result"]["value"] == 0
+
+
+async def test_an_old_status_needs_the_history_searched(net: Localnet) -> None:
+    """A node answers getSignatureStatuses from its status cache (the last 300 roots'
+    slots) unless searchTransactionHistory asks for the ledger too."""
+    signature = net.ledger.airdrop(Keypair().pubkey(), 10**6)
+    for _ in range(net.ledger.finality_slots + STATUS_CACHE_SLOTS + 1):
+        net.ledger.tick()
+
+    async def status(**config: Any) -> Any:
+        return (await rpc(net, "getSignatureStatuses", [[signature], config]))["result"]["value"][0]
+
+    assert await status() is None
+    assert await status(searchTransactionHistory=False) is None
+    found = await status(searchTransactionHistory=True)
+    assert found["confirmationStatus"] == "finalized"
+    assert found["slot"] == net.ledger.by_signature[signature].slot
 
 
 async def test_send_base58_and_base64_and_v0_version_rule(net: Localnet) -> None:
