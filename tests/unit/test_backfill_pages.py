@@ -6,6 +6,7 @@ An agent's addresses run at once; a transaction two of them list is submitted on
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import pytest
 
 from indexer.backfill import (
     Bound,
+    Discovered,
     InFlight,
     Range,
     Stored,
@@ -161,6 +163,26 @@ async def test_an_agents_addresses_run_at_once_and_share_transactions() -> None:
     units.commit_page(0)
     total = await asyncio.wait_for(run, 5)
     assert (total.scanned, total.submitted, total.done) == (5, 5, True)
+
+
+async def test_an_account_found_while_the_agents_run_is_failing_is_not_started() -> None:
+    """An address that fails stops its agent's run: the others are cancelled. An account
+    of the agent found meanwhile (another unit's transaction shows it) is not started --
+    the task group refuses it -- and its coroutine is closed, not left never awaited."""
+    histories = Histories({"W": [["w-1"]], "T": [["t-1"]], "X": [["x-1"]]})
+    units, discovered = Units(), Discovered()
+    run = asyncio.create_task(backfill_agent("W", ["T"], Range(), rpc=histories, pipeline=units,
+                                             pool=None, discovered=discovered))
+    await units.until_submitted(2)
+    # W's unit is cancelled with W's run, after T's failure began stopping the agent's.
+    units.units["w-1"][1].add_done_callback(lambda _: discovered("W", "X"))
+    units.units["t-1"][1].set_exception(RpcUnavailable("getTransaction: HTTP 503"))
+    with pytest.raises(RpcUnavailable):
+        await asyncio.wait_for(run, 5)
+    assert units.units["w-1"][1].cancelled()
+    assert discovered.accounts == set()
+    assert "x-1" not in units.units
+    gc.collect()  # a coroutine never awaited would warn now, failing this test
 
 
 async def test_agents_backfilled_together_fetch_a_transaction_between_them_once() -> None:
