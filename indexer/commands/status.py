@@ -29,6 +29,16 @@ _QUERIES = {
 }
 
 
+# The wallets whose backfills a stop left unfinished (the command to run again names them):
+# a token account's progress counts for the agent wallet that owns it. The most recently
+# moved first; a row from before sql/0018 names its token account instead.
+_UNFINISHED = """
+SELECT coalesce(owner_wallet, wallet_address), count(*) FROM backfill_progress WHERE NOT done
+GROUP BY 1 ORDER BY max(updated_at) DESC, 1 LIMIT %s
+"""
+_UNFINISHED_SHOWN = 20
+
+
 async def _chain_slot(urls: tuple[str, ...]) -> int | None:
     from indexer.rpc import RpcClient
 
@@ -50,6 +60,8 @@ def gather(url: str, rpc_urls: tuple[str, ...]) -> dict[str, Any]:
             " GROUP BY 1 ORDER BY 2 DESC").fetchall())
         report["transactions_by_status"] = dict(conn.execute(
             "SELECT status, count(*) FROM transactions GROUP BY 1 ORDER BY 1").fetchall())
+        report["backfill_unfinished_by_wallet"] = dict(
+            conn.execute(_UNFINISHED, (_UNFINISHED_SHOWN,)).fetchall())
     chain = asyncio.run(_chain_slot(rpc_urls))
     report["rpc"] = [redact_url(u) for u in rpc_urls]
     report["chain_slot"] = chain
