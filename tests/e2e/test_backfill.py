@@ -347,6 +347,13 @@ async def test_a_token_account_the_agent_closed_is_found_and_backfilled(history:
     assert _rows_of(history_db, str(agent.pubkey())) == {
         funded: ("funding", "pending", Decimal(1)),
         paid: ("funding", "pending", Decimal("0.25"))}  # found in the closed account's history
+    assert _scalar(history_db, "SELECT owner_wallet FROM backfill_progress WHERE wallet_address = "
+                   f"'{account.pubkey()}'") == str(agent.pubkey())
+    # Run again: the wallet's range is done and lists only what is new (nothing), so the
+    # account is not found again; it is listed as an account of the agent's all the same.
+    again = await backfill(history_db, net.http_url, "--wallet", str(agent.pubkey()), "--json")
+    assert again.code == 0, again.stderr
+    assert (again.summary()["token_accounts_discovered"], again.summary()["duplicates"]) == (1, 0)
 
 
 async def test_metrics_port_serves_the_run_while_it_lasts(history: History, history_db: str) -> None:
