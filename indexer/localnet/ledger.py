@@ -35,6 +35,7 @@ from solders.transaction_metadata import FailedTransactionMetadata, TransactionM
 
 TOKEN_PROGRAMS = frozenset({"TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
                             "TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb"})
+_TOKEN_PROGRAM_KEYS = frozenset(Pubkey.from_string(program) for program in TOKEN_PROGRAMS)
 MEMO_PROGRAMS = frozenset({"Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo",
                            "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr"})
 ALT_PROGRAM = "AddressLookupTab1e1111111111111111111111111"
@@ -90,6 +91,28 @@ class TxRecord:
     order: tuple[int, bytes] = (0, b"")
 
 
+class History:
+    """An address's transactions in a node's order (by slot, then by signature bytes), their
+    order keys kept beside them: bisection runs in C with no key function to call (the
+    System Program's history holds every transaction). Transactions land in slot order,
+    so most are appended; one whose signature sorts before a slot-mate's is inserted."""
+
+    __slots__ = ("orders", "records")
+
+    def __init__(self, records: list[TxRecord] | None = None) -> None:
+        self.records: list[TxRecord] = records or []
+        self.orders: list[tuple[int, bytes]] = [record.order for record in self.records]
+
+    def add(self, record: TxRecord) -> None:
+        if not self.orders or record.order > self.orders[-1]:
+            self.orders.append(record.order)
+            self.records.append(record)
+        else:
+            at = bisect.bisect_right(self.orders, record.order)
+            self.orders.insert(at, record.order)
+            self.records.insert(at, record)
+
+
 @dataclass(slots=True)
 class Block:
     slot: int
@@ -116,7 +139,7 @@ class Ledger:
         self.dropped_slots: set[int] = set()
         self.dropped_signatures: set[str] = set()
         self.by_signature: dict[str, TxRecord] = {}
-        self.by_address: dict[str, list[TxRecord]] = {}
+        self.by_address: dict[str, History] = {}
         self.token_accounts: dict[str, dict[str, str]] = {}  # owner -> {account: program}
         # blockhash -> its slot, oldest first: asked of every transaction sent, so a dict.
         self.recent_hashes: dict[str, int] = {}
@@ -192,11 +215,11 @@ class Ledger:
                 raise SendError(-32602, "invalid transaction: lookup index out of range") from None
         return static, writable, readonly
 
-    def _token_balances(self, keys: list[str]) -> list[dict[str, Any]]:
+    def _token_balances(self, accounts: list[Account | None]) -> list[dict[str, Any]]:
+        """The token balances of a transaction's accounts (in its key order), as read."""
         balances = []
-        for index, key in enumerate(keys):
-            account = self.svm.get_account(Pubkey.from_string(key))
-            if account is None or str(account.owner) not in TOKEN_PROGRAMS or len(account.data) < 165:
+        for index, account in enumerate(accounts):
+            if account is None or account.owner not in _TOKEN_PROGRAM_KEYS or len(account.data) < 165:
                 continue
             data = bytes(account.data)
             mint = Pubkey(data[0:32])
@@ -247,11 +270,16 @@ class Ledger:
                 raise SendError(-32002, f"Transaction simulation failed: {_describe(err)}",
                                 {"err": err, "logs": logs, "accounts": None,
                                  "unitsConsumed": units, "returnData": None})
-        pre_accounts = {k: self.svm.get_account(Pubkey.from_string(k)) for k in keys}
-        pre_balances = [a.lamports if a is not None else 0 for a in pre_accounts.values()]
-        pre_tokens = self._token_balances(keys)
+        # Each account read once before and once after (balances, token balances, and what
+        # a fork restores), the keys parsed once.
+        pubkeys = [Pubkey.from_string(k) for k in keys]
+        before = [self.svm.get_account(pubkey) for pubkey in pubkeys]
+        pre_accounts = dict(zip(keys, before, strict=True))
+        pre_balances = [a.lamports if a is not None else 0 for a in before]
+        pre_tokens = self._token_balances(before)
         result = self.svm.send_transaction(tx)
-        post_balances = [self.svm.get_balance(Pubkey.from_string(k)) or 0 for k in keys]
+        after = [self.svm.get_account(pubkey) for pubkey in pubkeys]
+        post_balances = [a.lamports if a is not None else 0 for a in after]
         if isinstance(result, FailedTransactionMetadata):
             if post_balances[0] >= pre_balances[0]:
                 return signature  # rejected before execution: never lands (fee not charged)
@@ -266,7 +294,7 @@ class Ledger:
             fee=int(meta.fee()), logs=list(meta.logs()), inner=_inner_json(meta),
             compute_units=int(meta.compute_units_consumed()), pre_balances=pre_balances,
             post_balances=post_balances, pre_tokens=pre_tokens,
-            post_tokens=self._token_balances(keys), memos=_memos(tx, keys),
+            post_tokens=self._token_balances(after), memos=_memos(tx, keys),
             pre_accounts=pre_accounts, versioned=isinstance(tx.message, MessageV0),
             order=(self.slot, bytes(tx.signatures[0])),
         )
@@ -276,7 +304,10 @@ class Ledger:
             self.token_accounts.setdefault(balance["owner"], {})[
                 keys[balance["accountIndex"]]] = balance["programId"]
         for key in dict.fromkeys(keys):
-            bisect.insort(self.by_address.setdefault(key, []), record, key=_order)
+            history = self.by_address.get(key)
+            if history is None:
+                history = self.by_address[key] = History()
+            history.add(record)
         for listener in self.listeners:
             listener(record)
         return signature
@@ -311,17 +342,20 @@ class Ledger:
         ``commitment`` and the bounds are found by bisection, as a node's index finds them,
         not by walking every newer record (a backfill's pages got slower the deeper they
         went)."""
-        records = self.by_address.get(address, [])
-        end = bisect.bisect_right(records, self.slot_at(commitment), key=_slot)
+        history = self.by_address.get(address)
+        if history is None:
+            return []
+        orders = history.orders
+        end = bisect.bisect_left(orders, (self.slot_at(commitment) + 1,))  # past the visible
         if before is not None:
             anchor = self.transaction(before, commitment)
             if anchor is None:
                 return []
-            end = bisect.bisect_left(records, anchor.order, 0, end, key=_order)
+            end = bisect.bisect_left(orders, anchor.order, 0, end)
         start = 0
         if until is not None and (floor := self.transaction(until, commitment)) is not None:
-            start = bisect.bisect_right(records, floor.order, 0, end, key=_order)
-        return records[max(start, end - limit):end][::-1]
+            start = bisect.bisect_right(orders, floor.order, 0, end)
+        return history.records[max(start, end - limit):end][::-1]
 
     def block(self, slot: int) -> Block | None:
         return None if slot in self.dropped_slots else self.blocks.get(slot)
@@ -346,8 +380,9 @@ class Ledger:
         for record in doomed:
             self.by_signature.pop(record.signature, None)
             for key in dict.fromkeys(record.account_keys):
-                history = self.by_address.get(key, [])
-                self.by_address[key] = [r for r in history if r.signature not in dropped]
+                if (history := self.by_address.get(key)) is not None:
+                    self.by_address[key] = History([r for r in history.records
+                                                    if r.signature not in dropped])
         for s in [s for s in self.blocks if s >= slot]:
             self.dropped_slots.add(s)
             self.blocks[s].transactions.clear()
@@ -355,14 +390,6 @@ class Ledger:
             self._open.transactions.clear()
         self.dropped_signatures |= dropped
         return [r.signature for r in doomed]
-
-
-def _slot(record: TxRecord) -> int:
-    return record.slot
-
-
-def _order(record: TxRecord) -> tuple[int, bytes]:
-    return record.order
 
 
 def _ui_string(amount: int, decimals: int) -> str:
