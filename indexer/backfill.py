@@ -211,9 +211,32 @@ class Stored:
     owner: str | None = None  # the agent wallet owning this token account; None: a wallet
 
 
-def owned(stored: Mapping[str, Stored], wallet: str) -> set[str]:
-    """The token accounts of ``wallet`` that have progress in ``stored`` (pure)."""
-    return {address for address, kept in stored.items() if kept.owner == wallet}
+class StoredProgress(Mapping[str, Stored]):
+    """Addresses' stored progress over a range, read-only, with the token accounts each
+    wallet owns indexed once: every agent's run asks for its own, and with all the agents
+    of ``--all`` in one mapping a scan each would cost agents x rows."""
+
+    __slots__ = ("_by_address", "_by_owner")
+
+    def __init__(self, by_address: Mapping[str, Stored] | None = None) -> None:
+        self._by_address: dict[str, Stored] = dict(by_address or {})
+        self._by_owner: dict[str, set[str]] = {}
+        for address, kept in self._by_address.items():
+            if kept.owner is not None:
+                self._by_owner.setdefault(kept.owner, set()).add(address)
+
+    def __getitem__(self, address: str) -> Stored:
+        return self._by_address[address]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_address)
+
+    def __len__(self) -> int:
+        return len(self._by_address)
+
+    def owned_by(self, wallet: str) -> frozenset[str]:
+        """The token accounts of ``wallet`` that have progress here."""
+        return frozenset(self._by_owner.get(wallet, ()))
 
 
 _LOAD = """
@@ -250,14 +273,14 @@ InFlight = dict[str, "asyncio.Future[Any]"]  # signature -> its unit, until comm
 
 
 async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str],
-                        window: Range, *, owners: Sequence[str] = ()) -> dict[str, Stored]:
+                        window: Range, *, owners: Sequence[str] = ()) -> StoredProgress:
     """The stored progress of ``addresses`` and of the token accounts ``owners`` own over
     ``window``, in one query (an address without any is absent). A run loads every address
     up front: one query each kept the shared pool busy opening connections while the
     first batches waited for it."""
     async with pool.connection() as conn:
         cur = await conn.execute(_LOAD, (list(addresses), list(owners), window.key()))
-        return {address: Stored(*kept) for address, *kept in await cur.fetchall()}
+        return StoredProgress({address: Stored(*kept) for address, *kept in await cur.fetchall()})
 
 
 _FORGET_RANGES = """
@@ -471,7 +494,7 @@ async def backfill_agent(
     pool: AsyncConnectionPool[Any] | None,
     on_page: Callable[[WalletProgress], None] = lambda _: None,
     shared: InFlight | None = None,
-    stored: Mapping[str, Stored] | None = None,
+    stored: StoredProgress | None = None,
     discovered: Discovered | None = None,
 ) -> WalletProgress:
     """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
@@ -502,7 +525,8 @@ async def backfill_agent(
         shared = {}
     if pool is not None and stored is None:
         stored = await load_progress(pool, [wallet, *token_accounts], window, owners=[wallet])
-    remembered = owned(stored or {}, wallet) - set(token_accounts)  # found by a run before
+    # Found by a run before: ``stored`` says the agent owns them.
+    remembered = (stored.owned_by(wallet) if stored is not None else frozenset()) - set(token_accounts)
     if discovered is not None:
         discovered.accounts |= remembered
     listed = (wallet, *sorted((set(token_accounts) | remembered) - {wallet}))

@@ -20,6 +20,7 @@ from indexer.backfill import (
     InFlight,
     Range,
     Stored,
+    StoredProgress,
     WalletProgress,
     backfill_agent,
     backfill_wallet,
@@ -270,7 +271,8 @@ async def test_an_address_done_in_an_earlier_run_counts_as_done(db_url: str) -> 
                                    kwargs={"autocommit": True}) as pool:
         run = asyncio.create_task(backfill_agent(
             "W", ["T"], Range(since=Bound(slot=0)), rpc=histories, pipeline=units, pool=pool,
-            on_page=lambda p: reports.append(p.share), stored={"T": Stored(None, True, None)}))
+            on_page=lambda p: reports.append(p.share),
+            stored=StoredProgress({"T": Stored(None, True, None)})))
         await units.until_submitted(1)
         units.units["w-1"][1].set_result(None)  # W: covered to slot 90 of 100..0, then done
         total = await asyncio.wait_for(run, 5)
