@@ -26,9 +26,8 @@ import hashlib
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
-from uuid import UUID
 
 import psycopg
 import structlog
@@ -37,7 +36,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from indexer import finality
 from indexer.config import Settings, redact_url
-from indexer.db.connection import database_retrying, translate
+from indexer.db.connection import translate
+from indexer.db.task_owners import task_owner_lookup
 from indexer.errors import DatabaseUnavailable, first_line, is_transient
 from indexer.gapfill import GapFiller
 from indexer.metrics import Metrics
@@ -197,7 +197,7 @@ class Daemon:
                     subs.add([account])
 
             pipeline = Pipeline(source=rpc, writer=PostgresWriter(writes), watched=watched,
-                                metrics=self.metrics, task_lookup=self._task_lookup(pool),
+                                metrics=self.metrics, task_lookup=task_owner_lookup(pool),
                                 on_token_account=on_token_account,
                                 fetch_workers=settings.fetch_workers)
             filler = GapFiller(rpc=rpc, pipeline=pipeline, pool=pool)
@@ -399,27 +399,6 @@ class Daemon:
                 await asyncio.gather(*workers, return_exceptions=True)
                 await writes.close()
                 await pool.close()
-
-    def _task_lookup(self, pool: AsyncConnectionPool[Any]
-                     ) -> Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]:
-        async def lookup_once(task_ids: Sequence[UUID]) -> dict[UUID, str]:
-            try:
-                async with pool.connection() as conn:
-                    cur = await conn.execute(
-                        "SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id"
-                        " WHERE t.id = ANY(%s)", (list(task_ids),))
-                    return dict(await cur.fetchall())
-            except psycopg.Error as exc:
-                raise translate(exc) from exc
-
-        async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
-            # Retried like the sink's writes: while the database is away the unit waits
-            # (back-pressure) instead of failing and waiting for the next reconciliation.
-            async for attempt in database_retrying():
-                with attempt:
-                    return await lookup_once(task_ids)
-            raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-        return lookup
 
     async def _finality_pass(self, pool: AsyncConnectionPool[Any], rpc: RpcClient, *,
                              catching_up: bool = False, limit: int = 1000) -> bool:

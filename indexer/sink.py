@@ -585,12 +585,11 @@ class PostgresWriter:
                 self.copy = result.copied or result.duplicates == 0
             return result
 
-        def policy(spent: float) -> AsyncRetrying:
-            left = None if self.give_up_after is None else max(0.0, self.give_up_after - spent)
+        def policy(left: float | None) -> AsyncRetrying:
             return database_retrying(give_up_after=left, max_backoff=self.max_backoff,
                                      before_sleep=_log_retry)
 
-        return await retried(attempt, policy)
+        return await retried(attempt, policy, give_up_after=self.give_up_after)
 
 
 def _log_retry(state: RetryCallState) -> None:

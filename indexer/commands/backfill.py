@@ -7,9 +7,8 @@ import contextlib
 import gc
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 import click
 import orjson
@@ -33,6 +32,7 @@ from indexer.commands.run import schema_ready
 from indexer.config import Settings, redact_url
 from indexer.db.connection import connect
 from indexer.db.connection import database_url as resolve_database_url
+from indexer.db.task_owners import agents_tasks, task_owner_lookup
 from indexer.errors import ConfigError, IndexerError
 from indexer.metrics import Metrics
 from indexer.registry import Shard
@@ -169,33 +169,6 @@ def _counter_values(counter: PromCounter) -> dict[tuple[str, ...], float]:
             for sample in family.samples if sample.name.endswith("_total")}
 
 
-_TASK_OWNERS = """
-SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ANY(%s)
-"""
-
-
-def _task_lookup(pool: AsyncConnectionPool[Any]) -> Callable[[Sequence[UUID]], Awaitable[dict[UUID, str]]]:
-    """Task id -> its agent's wallet: a memo naming another agent's task is no payment."""
-    async def lookup(task_ids: Sequence[UUID]) -> dict[UUID, str]:
-        async with pool.connection() as conn:
-            cur = await conn.execute(_TASK_OWNERS, (list(task_ids),))
-            return dict(await cur.fetchall())
-    return lookup
-
-
-_AGENT_TASKS = """
-SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id
-WHERE a.wallet_address = ANY(%s) LIMIT %s
-"""
-
-
-async def _agent_tasks(pool: AsyncConnectionPool[Any], wallets: list[str], limit: int) -> dict[UUID, str]:
-    """Up to ``limit`` tasks of the wallets' agents, with their agent's wallet: one query."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(_AGENT_TASKS, (wallets, limit))
-        return dict(await cur.fetchall())
-
-
 async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[str]]:
     """Each wallet's SPL token accounts: transfers to them do not mention the wallet. One
     call: the client splits it into batches and runs them at once, as many as it allows
@@ -306,7 +279,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                 async with asyncio.TaskGroup() as group:
                     group.create_task(_probe(config.rpc_urls))
                     listing = group.create_task(_token_accounts(rpc, wallets))
-                    loading = group.create_task(_agent_tasks(pool, wallets, TASK_OWNERS_KEPT))
+                    loading = group.create_task(agents_tasks(pool, wallets, TASK_OWNERS_KEPT))
                     bounds = group.create_task(_signature_slots(rpc, window))
             except BaseExceptionGroup as failed:
                 raise first_failure(failed) from None
@@ -321,7 +294,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
             stored = None if dry_run else await load_progress(pool, addresses, window, owners=wallets)
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
-                                task_lookup=_task_lookup(pool), on_token_account=discovered,
+                                task_lookup=task_owner_lookup(pool), on_token_account=discovered,
                                 fetch_workers=max(2, concurrency), fetch_batch=batch_size)
             pipeline.remember_task_owners(tasks)
             runner = asyncio.create_task(pipeline.run())

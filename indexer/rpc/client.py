@@ -194,12 +194,12 @@ class RpcClient:
                 raise results[pending[0]]
             return results
 
-        def policy(spent: float) -> AsyncRetrying:
+        def policy(left: float | None) -> AsyncRetrying:
             return AsyncRetrying(retry=retry_if_exception(is_transient), wait=_wait,
-                                 stop=stop_after_delay(max(0.0, self.give_up_after - spent)),
+                                 stop=stop_after_delay(left or 0.0),  # never None: a client has a deadline
                                  sleep=self.sleep, reraise=True)
 
-        return await retried(attempt, policy)
+        return await retried(attempt, policy, give_up_after=self.give_up_after)
 
     async def call(self, method: str, params: list[Any]) -> Any:
         (result,) = await self._call_batch([Request(method, params, next(self._ids))])

@@ -12,12 +12,12 @@ from indexer.retries import retried
 
 class Script:
     """An operation failing with ``failures`` in turn, then answering ``done``; and a
-    policy that records the time it was given and the backoffs it asked for."""
+    policy that records the time left it was given and the backoffs it asked for."""
 
     def __init__(self, *failures: Exception) -> None:
         self.failures = list(failures)
         self.calls = 0
-        self.spent: list[float] = []
+        self.left: list[float | None] = []
         self.sleeps: list[float] = []
 
     async def attempt(self) -> str:
@@ -26,8 +26,8 @@ class Script:
             raise self.failures.pop(0)
         return "done"
 
-    def policy(self, spent: float) -> AsyncRetrying:
-        self.spent.append(spent)
+    def policy(self, left: float | None) -> AsyncRetrying:
+        self.left.append(left)
 
         async def sleep(delay: float) -> None:
             self.sleeps.append(delay)
@@ -39,16 +39,24 @@ class Script:
 async def test_a_first_success_never_enters_the_policy() -> None:
     script = Script()
     assert await retried(script.attempt, script.policy) == "done"
-    assert (script.calls, script.spent, script.sleeps) == (1, [], [])
+    assert (script.calls, script.left, script.sleeps) == (1, [], [])
 
 
 async def test_a_transient_failure_backs_off_once_then_tries_again() -> None:
     script = Script(RpcUnavailable("getSlot: HTTP 503"))
-    assert await retried(script.attempt, script.policy) == "done"
+    assert await retried(script.attempt, script.policy, give_up_after=30.0) == "done"
     assert script.calls == 2
-    (spent,) = script.spent  # the policy was asked for once, told the first attempt's time
-    assert spent >= 0
+    (left,) = script.left  # the policy was asked for once, told what the first attempt left
+    assert left is not None
+    assert 0 < left <= 30.0
     assert script.sleeps == [0.5]  # the first failure counts as the policy's attempt 1
+
+
+async def test_without_a_deadline_the_policy_is_told_none_and_a_spent_one_zero() -> None:
+    endless, spent = Script(RpcUnavailable("HTTP 503")), Script(RpcUnavailable("HTTP 503"))
+    assert await retried(endless.attempt, endless.policy) == "done"
+    assert await retried(spent.attempt, spent.policy, give_up_after=0.0) == "done"
+    assert (endless.left, spent.left) == ([None], [0.0])
 
 
 async def test_the_policys_attempts_include_the_first_and_the_last_error_is_raised() -> None:
@@ -62,4 +70,4 @@ async def test_a_permanent_failure_is_raised_at_once() -> None:
     script = Script(ConfigError("bad"))
     with pytest.raises(ConfigError):
         await retried(script.attempt, script.policy)
-    assert (script.calls, script.spent) == (1, [])
+    assert (script.calls, script.left) == (1, [])
