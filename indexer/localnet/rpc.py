@@ -20,6 +20,7 @@ from indexer.localnet.ledger import COMMITMENTS, Ledger, SendError
 
 VERSION = {"solana-core": "2.1.0-amoca-localnet", "feature-set": 1}
 STATUS_CACHE_SLOTS = 300  # agave's status cache: MAX_CACHE_ENTRIES (= MAX_RECENT_BLOCKHASHES)
+MAX_BLOCKS_RANGE = 500_000  # agave's MAX_GET_CONFIRMED_BLOCKS_RANGE: getBlocks(WithLimit)'s bound
 
 
 class RpcFailure(Exception):
@@ -300,6 +301,25 @@ class Methods:
         if block is None:
             raise _missing_block(self.ledger, params[0])
         return block.block_time
+
+    def rpc_getBlocksWithLimit(self, params: list[Any]) -> list[int]:
+        """Slots that hold a block, from ``start_slot`` on, at most ``limit`` of them (agave:
+        confirmed or finalized only, a limit of at most 500,000)."""
+        if len(params) < 2 or not all(type(p) is int and p >= 0 for p in params[:2]):
+            raise invalid("Invalid params: expected a start slot and a limit")
+        start, limit = params[0], params[1]
+        if limit > MAX_BLOCKS_RANGE:
+            raise invalid(f"Limit too large; max {MAX_BLOCKS_RANGE}")
+        commitment = _commitment(_config(params, 2))
+        if commitment == "processed":
+            raise invalid("Method does not support commitment below `confirmed`")
+        found: list[int] = []
+        for slot in range(start, self.ledger.slot_at(commitment) + 1):
+            if len(found) == limit:
+                break
+            if self.ledger.block(slot) is not None:
+                found.append(slot)
+        return found
 
     def rpc_getBlock(self, params: list[Any]) -> dict[str, Any]:
         if not params or not isinstance(params[0], int):

@@ -294,5 +294,16 @@ class RpcClient:
             found[str(params[0])].update(str(entry["pubkey"]) for entry in value if "pubkey" in entry)
         return found
 
+    async def get_blocks_with_limit(self, start_slot: int, limit: int) -> list[int]:
+        """Slots holding a block from ``start_slot`` on, at most ``limit`` (confirmed at least)."""
+        return protocol.parse_block_slots(await self.call(
+            "getBlocksWithLimit", [start_slot, limit, {"commitment": self.commitment}]))
+
+    async def get_block_signatures(self, slot: int) -> list[str]:
+        """The signatures of the block at ``slot``, in the block's order."""
+        return protocol.parse_block_signatures(await self.call("getBlock", [slot, {
+            "transactionDetails": "signatures", "rewards": False, "maxSupportedTransactionVersion": 0,
+            "commitment": self.commitment}]))
+
     async def get_slot(self, commitment: str = "confirmed") -> int:
         return int(await self.call("getSlot", [{"commitment": commitment}]))

@@ -188,3 +188,19 @@ def parse_signature_statuses(result: Any) -> list[SignatureStatus | None]:
         except (KeyError, TypeError, ValueError):
             raise RpcUnavailable("getSignatureStatuses: malformed entry") from None
     return statuses
+
+
+def parse_block_slots(result: Any) -> list[int]:
+    """getBlocksWithLimit's answer: slots, ascending."""
+    if not isinstance(result, list) or not all(type(slot) is int and slot >= 0 for slot in result):
+        raise RpcUnavailable("getBlocksWithLimit: result is not a list of slots")
+    return result
+
+
+def parse_block_signatures(result: Any) -> list[str]:
+    """getBlock's answer with ``transactionDetails: signatures``: the block's signatures, in
+    the block's order."""
+    signatures = result.get("signatures") if isinstance(result, dict) else None
+    if not isinstance(signatures, list) or not all(isinstance(s, str) for s in signatures):
+        raise RpcUnavailable("getBlock: result has no list of signatures")
+    return signatures

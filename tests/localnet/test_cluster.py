@@ -27,6 +27,7 @@ from solders.transaction import VersionedTransaction
 from indexer.localnet import Localnet, LocalnetConfig, encoding
 from indexer.localnet.ledger import COMMITMENTS
 from indexer.localnet.rpc import STATUS_CACHE_SLOTS
+from tests.e2e.harness import eventually
 from tests.support.paths import shared_dir
 
 MEMO = Pubkey.from_string("Memo1UhkJRfHyvLMcVucJwxXeuD728EqVDDwQDxFMNo")
@@ -427,3 +428,28 @@ async def test_signature_slot_and_root_subscriptions(net: Localnet) -> None:
     assert isinstance(seen["rootNotification"]["result"], int)
     # A signature subscription ends after its notification: unsubscribing it again fails.
     assert answer["error"]["code"] == -32602
+
+
+async def test_blocks_with_limit_list_the_slots_that_hold_a_block(net: Localnet) -> None:
+    """getBlocksWithLimit, as agave answers it: block slots from the start slot on, at most
+    ``limit``, up to the commitment's slot (confirmed or finalized only)."""
+    signature = net.ledger.airdrop(Keypair().pubkey(), 10**6)
+    landed = net.ledger.by_signature[signature].slot
+
+    await eventually(lambda: [] if net.ledger.slot_at("confirmed") >= landed + 3 else ["not yet"],
+                     deadline=10, what="three slots confirmed from the airdrop's on")
+    answer = (await rpc(net, "getBlocksWithLimit", [landed, 3, {"commitment": "confirmed"}]))["result"]
+    assert answer[0] == landed  # the airdrop's slot holds a block
+    assert answer == sorted(answer)
+    assert len(answer) == 3
+    assert all(net.ledger.block(slot) is not None for slot in answer)
+    block = (await rpc(net, "getBlock", [landed, {"transactionDetails": "signatures",
+                                                  "commitment": "confirmed"}]))["result"]
+    assert signature in block["signatures"]
+    assert (await rpc(net, "getBlocksWithLimit", [net.ledger.slot + 10, 5]))["result"] == []
+    for params, message in (([landed, 500_001], "Limit too large; max 500000"),
+                            ([landed, 1, {"commitment": "processed"}],
+                             "Method does not support commitment below `confirmed`"),
+                            ([landed], "Invalid params: expected a start slot and a limit")):
+        error = (await rpc(net, "getBlocksWithLimit", params))["error"]
+        assert (error["code"], error["message"]) == (-32602, message)
