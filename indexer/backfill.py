@@ -27,6 +27,14 @@ account an earlier run found, one it has since closed included.
 
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
+
+A newest bound given as a slot starts the listing there instead of at the top of each
+history (``until_anchor``): a signature of the first block after it, as ``before``. A
+node bounds ``before`` by where that transaction stands in the ledger, whichever
+addresses it touches; an address whose listing from there is empty -- nothing older, or
+a node that does not know the anchor -- is listed from its top, as without one. Pages
+newer than the bound are still filtered out, so an anchor that lists too much costs
+time, never rows.
 """
 
 from __future__ import annotations
@@ -42,11 +50,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from indexer.decode.base58 import is_signature
-from indexer.errors import ConfigError
+from indexer.errors import ConfigError, IndexerError, PermanentError
 from indexer.pipeline import WorkUnit
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +173,31 @@ def select(page: Sequence[SignatureInfoLike], window: Range) -> tuple[list[str],
 class PageSource(Protocol):
     def iter_signatures(self, address: str, *, until: str | None = None,
                         before: str | None = None) -> AsyncIterator[Sequence[Any]]: ...
+
+
+class BlockSource(Protocol):
+    async def get_blocks_with_limit(self, start_slot: int, limit: int) -> list[int]: ...
+    async def get_block_signatures(self, slot: int) -> list[str]: ...
+
+
+# Blocks looked at for an anchor: a mainnet block holds hundreds of transactions (votes
+# included), so the first will do; a quiet local cluster has empty ones.
+ANCHOR_BLOCKS = 16
+
+
+async def until_anchor(rpc: BlockSource, window: Range) -> str | None:
+    """A signature to list from when the range's newest bound is a slot: the first of the
+    first block after it that holds a transaction; None when there is none to be had (the
+    slot not reached yet, blocks the node no longer keeps, empty blocks)."""
+    if window.until is None or window.until.slot is None:
+        return None
+    try:
+        for slot in await rpc.get_blocks_with_limit(window.until.slot + 1, ANCHOR_BLOCKS):
+            if signatures := await rpc.get_block_signatures(slot):
+                return signatures[0]
+    except IndexerError as exc:  # an anchor only saves listing: go without
+        log.info("backfill_anchor_unavailable", until_slot=window.until.slot, error=str(exc))
+    return None
 
 
 class UnitSink(Protocol):
@@ -349,10 +385,13 @@ async def backfill_wallet(
     shared: InFlight | None = None,
     stored: Mapping[str, Stored] | None = None,
     owner: str | None = None,
+    anchor: str | None = None,
 ) -> WalletProgress:
     """Backfill one wallet over ``window``; resumes from stored progress when ``pool``
     (``stored``: that progress, loaded already; else it is loaded here). ``owner``: the
-    agent wallet whose token account ``wallet`` is, kept with the progress."""
+    agent wallet whose token account ``wallet`` is, kept with the progress. ``anchor``:
+    where to start listing instead of the top (:func:`until_anchor`), unless the stored
+    progress says where."""
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
@@ -371,6 +410,7 @@ async def backfill_wallet(
                 on_page(progress)
                 return progress
             before = row.before or before
+    anchor = anchor if before is None else None
     # Listed from the top of an open-ended range: its newest finalized entry is kept.
     keeps_newest = pool is not None and window.until is None and before is None
     until = window.since.signature if window.since else None
@@ -392,7 +432,7 @@ async def backfill_wallet(
         on_page(progress)
 
     try:
-        async for page in rpc.iter_signatures(wallet, until=until, before=before):
+        async for page in _pages(rpc, wallet, until=until, before=before, anchor=anchor):
             if not page:
                 break
             if keeps_newest and progress.newest is None:
@@ -418,6 +458,26 @@ async def backfill_wallet(
         await _save(pool, wallet, range_key, None, done=True, newest=progress.newest, owner=owner)
     on_page(progress)
     return progress
+
+
+async def _pages(rpc: PageSource, address: str, *, until: str | None, before: str | None,
+                 anchor: str | None) -> AsyncIterator[Sequence[Any]]:
+    """``address``'s pages from ``anchor`` when there is one; from ``before`` (the top, for
+    None) when the anchor lists nothing or the node refuses it (the module doc)."""
+    if anchor is not None:
+        listed = False
+        try:
+            async for page in rpc.iter_signatures(address, until=until, before=anchor):
+                listed = listed or bool(page)
+                yield page
+        except PermanentError as exc:
+            if listed:
+                raise
+            log.info("backfill_anchor_refused", address=address, error=str(exc))
+        if listed:
+            return
+    async for page in rpc.iter_signatures(address, until=until, before=before):
+        yield page
 
 
 def _newest_finalized(page: Sequence[SignatureInfoLike]) -> str | None:
@@ -496,6 +556,7 @@ async def backfill_agent(
     shared: InFlight | None = None,
     stored: StoredProgress | None = None,
     discovered: Discovered | None = None,
+    anchor: str | None = None,
 ) -> WalletProgress:
     """Backfill ``wallet`` and its token accounts over ``window``, all at once; one total.
 
@@ -506,7 +567,8 @@ async def backfill_agent(
     token account of the agent's that its histories reveal joins the run while it lasts
     (its progress loaded on its own). Token accounts ``stored`` names the agent the owner
     of (an earlier run found them) are listed too: pass ``stored`` loaded with the agent
-    among its ``owners``."""
+    among its ``owners``. ``anchor``: every address's listing starts there
+    (:func:`until_anchor`)."""
     total = WalletProgress(wallet)
     parts: dict[str, WalletProgress] = {}
     addresses: list[str] = []
@@ -535,7 +597,7 @@ async def backfill_agent(
     def start(address: str, known: Mapping[str, Stored] | None) -> None:
         run = backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
                               on_page=on_address_page, shared=shared, stored=known,
-                              owner=None if address == wallet else wallet)
+                              owner=None if address == wallet else wallet, anchor=anchor)
         try:
             group.create_task(run)
         except RuntimeError:

@@ -26,6 +26,7 @@ from indexer.backfill import (
     forget_progress,
     load_progress,
     parse_bound,
+    until_anchor,
 )
 from indexer.commands import database_option, settings
 from indexer.commands.run import schema_ready
@@ -281,6 +282,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                     listing = group.create_task(_token_accounts(rpc, wallets))
                     loading = group.create_task(agents_tasks(pool, wallets, TASK_OWNERS_KEPT))
                     bounds = group.create_task(_signature_slots(rpc, window))
+                    anchoring = group.create_task(until_anchor(rpc, window))
             except BaseExceptionGroup as failed:
                 raise first_failure(failed) from None
             try:
@@ -318,7 +320,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                                 wallet, sorted(token_accounts.get(wallet, ())), window,
                                 rpc=rpc, pipeline=pipeline,
                                 pool=None if dry_run else pool, on_page=on_page, shared=shared,
-                                stored=stored, discovered=discovered))
+                                stored=stored, discovered=discovered, anchor=anchoring.result()))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
                         finally:

@@ -34,6 +34,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
+from indexer.backfill import ANCHOR_BLOCKS
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet import workload_tx as txs
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -442,6 +443,15 @@ async def test_a_slot_range_writes_only_that_range(history: History, history_db:
                          "--since", str(since), "--until", str(until))
     assert run.code == 0, run.stderr
     assert_equal(backfilled(inside), history_db)
+    # The listings started at the first transaction of the first block after the range,
+    # not at the top of each history: what is newer was never listed.
+    ledger = history.net.ledger
+    anchor = next(block.transactions[0] for slot in range(until + 1, until + 1 + ANCHOR_BLOCKS)
+                  if (block := ledger.block(slot)) is not None and block.transactions)
+    addresses = [*history.agents, *(a for w in history.agents for a in ledger.token_accounts.get(w, {}))]
+    listed = [r for a in addresses for r in ledger.by_address[a].records if r.order < anchor.order]
+    everything = sum(len(ledger.by_address[a].records) for a in addresses)
+    assert run.summary()["signatures_scanned"] == len(listed) < everything
 
 
 async def test_a_signature_range_writes_only_that_range(history: History, history_db: str) -> None:

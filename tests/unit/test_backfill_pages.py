@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from indexer.backfill import (
+    ANCHOR_BLOCKS,
     Bound,
     Discovered,
     InFlight,
@@ -25,8 +26,9 @@ from indexer.backfill import (
     backfill_agent,
     backfill_wallet,
     range_share,
+    until_anchor,
 )
-from indexer.errors import RpcUnavailable
+from indexer.errors import RpcError, RpcUnavailable
 from indexer.pipeline import WorkUnit
 
 
@@ -279,3 +281,90 @@ async def test_an_address_done_in_an_earlier_run_counts_as_done(db_url: str) -> 
     assert reports == [None, pytest.approx(0.1), 1.0]  # T done first; W not reported yet
     assert total.share == 1.0
     assert total.done
+
+
+class Committing:
+    """A pipeline that commits each unit as it arrives."""
+
+    fetch_batch = 100
+
+    def __init__(self) -> None:
+        self.submitted: list[str] = []
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        self.submitted.extend(unit.signatures)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+class Anchored:
+    """A node that lists ``history`` (newest first, one slot each) before any of its
+    signatures, or before ``ANCHOR`` -- a transaction of another address in slot 55 --
+    as ``answer`` says: from there, nothing, or an error."""
+
+    ANCHOR = "anchor"
+
+    def __init__(self, answer: str = "from-there") -> None:
+        self.history = [Info(f"s{slot}", slot) for slot in range(100, 0, -10)]  # slots 100 .. 10
+        self.answer = answer
+        self.asked: list[str | None] = []
+
+    async def iter_signatures(self, address: str, *, until: str | None = None,
+                              before: str | None = None) -> AsyncIterator[Sequence[Any]]:
+        self.asked.append(before)
+        if before == self.ANCHOR and self.answer == "refused":
+            raise RpcError(-32602, "Invalid param: before", "getSignaturesForAddress")
+        if before == self.ANCHOR:
+            page = [] if self.answer == "nothing" else [i for i in self.history if i.slot < 55]
+        else:
+            page = self.history
+        if page:
+            yield page
+
+
+@pytest.mark.parametrize(("answer", "asked", "scanned"), [
+    ("from-there", [Anchored.ANCHOR], 5),  # slots 50 .. 10 only
+    ("nothing", [Anchored.ANCHOR, None], 10),  # the node did not know it: from the top
+    ("refused", [Anchored.ANCHOR, None], 10),
+])
+async def test_a_slot_bound_lists_from_its_anchor_or_else_from_the_top(answer: str, asked: list[str | None],
+                                                                        scanned: int) -> None:
+    rpc, units = Anchored(answer), Committing()
+    progress = await backfill_wallet("W", Range(until=Bound(slot=50)), rpc=rpc, pipeline=units, pool=None,
+                                     anchor=Anchored.ANCHOR)
+    assert rpc.asked == asked
+    assert (progress.scanned, progress.done) == (scanned, True)
+    assert units.submitted == ["s50", "s40", "s30", "s20", "s10"]  # the range, whichever way
+
+
+class Blocks:
+    """A node's blocks from slot 51 on: ``empty`` of them without a transaction first."""
+
+    def __init__(self, empty: int, *, failing: bool = False) -> None:
+        self.empty, self.failing = empty, failing
+        self.calls: list[tuple[str, int]] = []
+
+    async def get_blocks_with_limit(self, start_slot: int, limit: int) -> list[int]:
+        self.calls.append(("getBlocksWithLimit", start_slot))
+        if self.failing:
+            raise RpcError(-32009, "Slot 51 was skipped, or missing in long-term storage",
+                           "getBlocksWithLimit")
+        return list(range(start_slot, start_slot + limit))
+
+    async def get_block_signatures(self, slot: int) -> list[str]:
+        self.calls.append(("getBlock", slot))
+        return [] if slot < 51 + self.empty else [f"first-of-{slot}", f"second-of-{slot}"]
+
+
+async def test_the_anchor_is_the_first_signature_of_the_first_block_after_the_bound() -> None:
+    blocks = Blocks(empty=2)
+    assert await until_anchor(blocks, Range(until=Bound(slot=50))) == "first-of-53"
+    assert blocks.calls == [("getBlocksWithLimit", 51), ("getBlock", 51), ("getBlock", 52), ("getBlock", 53)]
+    for window in (Range(), Range(until=Bound(signature="5" * 88)),
+                   Range(until=Bound(time=datetime(2026, 1, 1, tzinfo=UTC)))):
+        quiet = Blocks(empty=0)
+        assert await until_anchor(quiet, window) is None
+        assert quiet.calls == []  # only a slot bound has one
+    assert await until_anchor(Blocks(empty=ANCHOR_BLOCKS), Range(until=Bound(slot=50))) is None
+    assert await until_anchor(Blocks(empty=0, failing=True), Range(until=Bound(slot=50))) is None
