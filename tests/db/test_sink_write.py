@@ -221,14 +221,18 @@ async def test_a_batch_whose_agents_users_and_tasks_are_known_is_the_copy_alone(
     assert known.users == dict(conn.execute("SELECT wallet_address, id::text FROM users").fetchall())
     assert known.tasks == {TASK: str(TASK)}
 
-    role = f"insert_only_{uuid.uuid4().hex[:8]}"
-    conn.execute(f'CREATE ROLE "{role}"')
-    conn.execute(f'GRANT INSERT ON transactions TO "{role}"')
-    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
-        await aconn.execute(f'SET ROLE "{role}"')
-        second = await write_batch(aconn, _batch_of(size + 1, size), known=known)
-        with pytest.raises(DatabaseError) as refused:
-            await write_batch(aconn, _batch_of(2 * size + 1, size), known=sink.KnownIds())
+    role = f"insert_only_{uuid.uuid4().hex[:8]}"  # a role is the server's, not the database's:
+    conn.execute(f'CREATE ROLE "{role}"')  # dropped below, or a server of the user's keeps it
+    try:
+        conn.execute(f'GRANT INSERT ON transactions TO "{role}"')
+        async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as aconn:
+            await aconn.execute(f'SET ROLE "{role}"')
+            second = await write_batch(aconn, _batch_of(size + 1, size), known=known)
+            with pytest.raises(DatabaseError) as refused:
+                await write_batch(aconn, _batch_of(2 * size + 1, size), known=sink.KnownIds())
+    finally:
+        conn.execute(f'REVOKE ALL ON transactions FROM "{role}"')
+        conn.execute(f'DROP ROLE "{role}"')
     assert (second.copied, second.inserted_total) == (True, size)
     assert refused.value.sqlstate == "42501"  # insufficient_privilege: the lookup
     assert conn.execute("SELECT count(*) FROM transactions").fetchone() == (2 * size,)
