@@ -288,6 +288,13 @@ SET before_signature = excluded.before_signature, done = excluded.done,
     newest_signature = excluded.newest_signature,
     owner_wallet = coalesce(excluded.owner_wallet, backfill_progress.owner_wallet), updated_at = now()
 """
+# A token account's progress stored without its owner (before sql/0018) gets it from the
+# next run that lists the account: a done range is never saved again, and only an owner
+# lets a later run find the account once it is closed (``StoredProgress.owned_by``).
+_CLAIM = """
+UPDATE backfill_progress SET owner_wallet = %s
+WHERE wallet_address = %s AND range_key = %s AND owner_wallet IS NULL
+"""
 # What arrived since, once backfilled: the range takes its newest signature, and that
 # range's own progress goes (one transaction: a crash between the two leaves neither half).
 _ADOPT = """
@@ -399,6 +406,8 @@ async def backfill_wallet(
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
         row = stored.get(wallet)
+        if row is not None and owner is not None and row.owner is None:
+            await _claim(pool, wallet, range_key, owner)  # stored before sql/0018 named owners
         if row is not None:
             progress.newest = row.newest
             if row.newest is not None and window.until is None:
@@ -511,6 +520,11 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+async def _claim(pool: AsyncConnectionPool[Any], account: str, range_key: str, owner: str) -> None:
+    async with pool.connection() as conn:
+        await conn.execute(_CLAIM, (owner, account, range_key))
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,

@@ -313,3 +313,22 @@ async def test_a_token_account_found_by_an_interrupted_run_is_resumed_by_the_nex
 
         await forget_progress(pool, [WALLET], WHOLE, owners=[WALLET])  # --restart
         assert rows(indexer_login_url) == 0
+
+
+async def test_a_token_accounts_progress_stored_without_its_owner_gets_it(
+        pool: AsyncConnectionPool[Any], indexer_login_url: str) -> None:
+    """Progress stored before owners were kept (sql/0018) names none: the next run that
+    lists the account records its owner, done range included (it is never saved again), so
+    a later run finds the account once it is closed and no listing gives it."""
+    wallet, account = History(size=10), History(size=10, first_slot=101)
+    wallet.land(2)
+    account.land(3)
+    with psycopg.connect(indexer_login_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done)"
+                     " VALUES ('T', %s, NULL, true)", (WHOLE.key(),))
+    async with pool:
+        assert await load_progress(pool, [], WHOLE, owners=[WALLET]) == {}
+        await backfill_agent(WALLET, ["T"], WHOLE, rpc=Histories(W=wallet, T=account),
+                             pipeline=Fetching(), pool=pool)
+        assert await load_progress(pool, [], WHOLE, owners=[WALLET]) == {
+            "T": Stored(None, True, None, owner=WALLET)}
