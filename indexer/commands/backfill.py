@@ -7,7 +7,8 @@ import contextlib
 import gc
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -20,6 +21,7 @@ from indexer.backfill import (
     Discovered,
     InFlight,
     Range,
+    StoredProgress,
     WalletProgress,
     backfill_agent,
     first_failure,
@@ -174,7 +176,7 @@ async def _token_accounts(rpc: RpcClient, wallets: list[str]) -> dict[str, set[s
     """Each wallet's SPL token accounts: transfers to them do not mention the wallet. One
     call: the client splits it into batches and runs them at once, as many as it allows
     (100 wallets at a time, in turn, took 2.5x as long: 2,000 wallets at 20 ms a request,
-    0.46 s against 0.18; every agent's run waits for this list)."""
+    0.46 s against 0.18; every agent of the batch waits for this list)."""
     try:
         return await rpc.get_token_accounts_by_owner(wallets)
     except IndexerError as exc:
@@ -197,6 +199,52 @@ async def _signature_slots(rpc: RpcClient, window: Range) -> dict[str, int]:
             raise click.UsageError(f"{flag} {signature}: the RPC node knows no such confirmed transaction")
         slots[signature] = status.slot
     return slots
+
+
+# Agents whose token accounts are listed, and whose stored progress is read, together. A
+# run of thousands starts with the first of them instead of waiting for every agent's
+# listing (two calls an agent: 20,000 for 10,000 agents, minutes at a provider's rate
+# limit); the next batch is prepared while one runs.
+PREPARED_AGENTS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    token_accounts: dict[str, set[str]]  # wallet -> its token accounts, as listed
+    stored: StoredProgress | None  # their progress and the wallets' (None: a dry run)
+
+
+class _Preparation:
+    """Batches of ``size`` agents, each prepared once by ``prepare`` (list, then load), the
+    next while one runs; an agent's run waits only for its own batch."""
+
+    def __init__(self, wallets: Sequence[str], size: int,
+                 prepare: Callable[[list[str], dict[str, set[str]] | None], Coroutine[Any, Any, _Prepared]]
+                 ) -> None:
+        self.batches = [list(wallets[i:i + size]) for i in range(0, len(wallets), size)]
+        self.batch_of = {wallet: i // size for i, wallet in enumerate(wallets)}
+        self.prepare = prepare
+        self.tasks: dict[int, asyncio.Task[_Prepared]] = {}
+
+    def start(self, batch: int, listed: dict[str, set[str]] | None = None) -> None:
+        if batch < len(self.batches) and batch not in self.tasks:
+            self.tasks[batch] = asyncio.create_task(self.prepare(self.batches[batch], listed))
+
+    async def of(self, wallet: str) -> _Prepared:
+        batch = self.batch_of[wallet]
+        self.start(batch)
+        self.start(batch + 1)
+        # Shielded: one agent's run cancelled does not cancel its batch's for the others.
+        return await asyncio.shield(self.tasks[batch])
+
+    def token_accounts(self) -> int:
+        return sum(len(accounts) for task in self.tasks.values() if task.done() and not task.cancelled()
+                   and task.exception() is None for accounts in task.result().token_accounts.values())
+
+    async def close(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
 
 
 async def _probe(urls: Sequence[str]) -> None:
@@ -227,7 +275,7 @@ def _fewer_collections(factor: int = 20) -> Iterator[None]:
 
 async def _run(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
                batch_size: int, dry_run: bool, show_progress: bool, restart: bool = False,
-               metrics_port: int | None = None) -> dict[str, Any]:
+               metrics_port: int | None = None, prepared_agents: int = PREPARED_AGENTS) -> dict[str, Any]:
     registry = CollectorRegistry()
     server = None
     if metrics_port is not None:  # before any work: a port in use is a mistake to report now
@@ -239,7 +287,7 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
         with _fewer_collections():
             return await _backfill(config, url, wallets, window, concurrency=concurrency,
                                    batch_size=batch_size, dry_run=dry_run, show_progress=show_progress,
-                                   restart=restart, registry=registry)
+                                   restart=restart, registry=registry, prepared_agents=prepared_agents)
     finally:
         if server is not None:
             await server.close()
@@ -247,7 +295,7 @@ async def _run(config: Settings, url: str, wallets: list[str], window: Range, *,
 
 async def _backfill(config: Settings, url: str, wallets: list[str], window: Range, *, concurrency: int,
                     batch_size: int, dry_run: bool, show_progress: bool, restart: bool,
-                    registry: CollectorRegistry) -> dict[str, Any]:
+                    registry: CollectorRegistry, prepared_agents: int) -> dict[str, Any]:
     from psycopg_pool import AsyncConnectionPool
 
     from indexer.pipeline import TASK_OWNERS_KEPT, Pipeline
@@ -261,7 +309,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
     started = time.monotonic()
     failures: dict[str, str] = {}
     done: list[WalletProgress] = []
-    token_accounts: dict[str, set[str]] = {}
+    token_accounts = 0
     discovered = Discovered()  # token accounts no listing gave (closed ones)
     rate = config.rpc_requests_per_second or None
     try:
@@ -273,13 +321,22 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
         async with RpcClient(config.rpc_urls, max_concurrency=max(4, concurrency * 2),
                              requests_per_second=rate, metrics=metrics,
                              batch_size=batch_size) as rpc:
-            # The probe runs beside the token accounts' listing and the tasks' loading: a
-            # wrong URL still fails in seconds (the probe's error stops the listing, which
-            # would retry for a minute), and a right one costs the run no round trip.
+            async def prepare(batch: list[str], listed: dict[str, set[str]] | None) -> _Prepared:
+                accounts = listed if listed is not None else await _token_accounts(rpc, batch)
+                addresses = [*batch, *(a for w in batch for a in sorted(accounts.get(w, ())))]
+                if restart and not dry_run:
+                    await forget_progress(pool, addresses, window, owners=batch)
+                stored = None if dry_run else await load_progress(pool, addresses, window, owners=batch)
+                return _Prepared(accounts, stored)
+
+            preparation = _Preparation(wallets, prepared_agents, prepare)
+            # The probe runs beside the first batch's listing and the tasks' loading: a wrong
+            # URL still fails in seconds (the probe's error stops the listing, which would
+            # retry for a minute), and a right one costs the run no round trip.
             try:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(_probe(config.rpc_urls))
-                    listing = group.create_task(_token_accounts(rpc, wallets))
+                    listing = group.create_task(_token_accounts(rpc, next(iter(preparation.batches), [])))
                     loading = group.create_task(agents_tasks(pool, wallets, TASK_OWNERS_KEPT))
                     bounds = group.create_task(_signature_slots(rpc, window))
                     anchoring = group.create_task(until_anchor(rpc, window))
@@ -289,11 +346,8 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                 window.check(bounds.result())
             except ConfigError as exc:
                 raise click.UsageError(str(exc)) from None
-            token_accounts, tasks = listing.result(), loading.result()
-            addresses = [*wallets, *(a for w in wallets for a in sorted(token_accounts.get(w, ())))]
-            if restart and not dry_run:
-                await forget_progress(pool, addresses, window, owners=wallets)
-            stored = None if dry_run else await load_progress(pool, addresses, window, owners=wallets)
+            preparation.start(0, listing.result())  # the first batch's accounts are listed
+            tasks = loading.result()
             pipeline = Pipeline(source=rpc, writer=_DryWriter() if writes is None else PostgresWriter(writes),
                                 watched=lambda: watched, metrics=metrics,
                                 task_lookup=task_owner_lookup(pool), on_token_account=discovered,
@@ -316,18 +370,23 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
                             tally.page(wallet, progress)
 
                         try:
+                            prepared = await preparation.of(wallet)
                             done.append(await backfill_agent(
-                                wallet, sorted(token_accounts.get(wallet, ())), window,
+                                wallet, sorted(prepared.token_accounts.get(wallet, ())), window,
                                 rpc=rpc, pipeline=pipeline,
                                 pool=None if dry_run else pool, on_page=on_page, shared=shared,
-                                stored=stored, discovered=discovered, anchor=anchoring.result()))
+                                stored=prepared.stored, discovered=discovered, anchor=anchoring.result()))
                         except IndexerError as exc:
                             failures[wallet] = str(exc)
                         finally:
                             bar.remove_task(task)
                             tally.finish(wallet)
 
-                await asyncio.gather(*(one(w) for w in wallets))
+                try:
+                    await asyncio.gather(*(one(w) for w in wallets))
+                finally:
+                    token_accounts = preparation.token_accounts()
+                    await preparation.close()
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner
@@ -344,7 +403,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
         "dry_run": dry_run,
         "wallets": len(wallets),
         "wallets_failed": failures,
-        "token_accounts": sum(len(a) for a in token_accounts.values()),
+        "token_accounts": token_accounts,
         "token_accounts_discovered": len(discovered.accounts),
         "signatures_scanned": sum(p.scanned for p in done),
         "transactions_processed": processed,

@@ -19,7 +19,7 @@ import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,9 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 
-from indexer.backfill import ANCHOR_BLOCKS
+from indexer.backfill import ANCHOR_BLOCKS, Range
+from indexer.commands.backfill import _run as run_backfill
+from indexer.config import load_settings
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet import workload_tx as txs
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -469,6 +471,21 @@ async def test_a_signature_range_writes_only_that_range(history: History, histor
                          "--since", since, "--until", until)
     assert run.code == 0, run.stderr
     assert_equal(backfilled(inside), history_db)
+
+
+async def test_agents_are_prepared_a_batch_at_a_time(history: History, history_db: str) -> None:
+    """``--all`` over many agents lists their token accounts and reads their progress a
+    batch at a time, the next batch while one runs (here batches of 2 of the 5 agents, in
+    the command's own coroutine): every agent is backfilled with its own accounts, each
+    listed once, and the database equals the truth."""
+    wallets = sorted(history.agents)
+    config = replace(load_settings(), rpc_urls=(history.net.http_url,), database_url=history_db)
+    summary = await run_backfill(config, history_db, wallets, Range(), concurrency=2, batch_size=50,
+                                 dry_run=False, show_progress=False, prepared_agents=2)
+    assert (summary["wallets"], summary["wallets_failed"], summary["dead_letters"]) == (5, {}, {})
+    ledger = history.net.ledger
+    assert summary["token_accounts"] == sum(len(ledger.token_accounts.get(w, {})) for w in wallets) > 0
+    assert_equal(backfilled(history.truth), history_db)
 
 
 async def test_dry_run_writes_nothing_but_counts(history: History, history_db: str) -> None:
