@@ -50,9 +50,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from indexer.db.connection import pooled
 from indexer.decode.base58 import is_signature
 from indexer.errors import ConfigError, IndexerError, PermanentError
 from indexer.pipeline import WorkUnit
@@ -289,8 +291,9 @@ SET before_signature = excluded.before_signature, done = excluded.done,
     owner_wallet = coalesce(excluded.owner_wallet, backfill_progress.owner_wallet), updated_at = now()
 """
 # A token account's progress stored without its owner (before sql/0018) gets it from the
-# next run that lists the account: a done range is never saved again, and only an owner
-# lets a later run find the account once it is closed (``StoredProgress.owned_by``).
+# next run that lists the account: an unfinished range's next save names it, but a done
+# range is never saved again, and only an owner lets a later run find the account once it
+# is closed (``StoredProgress.owned_by``).
 _CLAIM = """
 UPDATE backfill_progress SET owner_wallet = %s
 WHERE wallet_address = %s AND range_key = %s AND owner_wallet IS NULL
@@ -321,9 +324,11 @@ async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str]
     ``window``, in one query (an address without any is absent). A run loads every address
     up front: one query each kept the shared pool busy opening connections while the
     first batches waited for it."""
-    async with pool.connection() as conn:
+    async def load(conn: psycopg.AsyncConnection[Any]) -> StoredProgress:
         cur = await conn.execute(_LOAD, (list(addresses), list(owners), window.key()))
         return StoredProgress({address: Stored(*kept) for address, *kept in await cur.fetchall()})
+
+    return await pooled(pool, load, what="backfill_progress")
 
 
 _FORGET_RANGES = """
@@ -340,14 +345,17 @@ async def forget_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[st
     over ``window`` (``--restart``), and that of the ranges since their newest signatures,
     which a run stopped while catching up leaves (and theirs in turn): nothing of the range
     is left unfinished in ``status``."""
-    wanted = [(address, window.key()) for address in addresses]
-    async with pool.connection() as conn, conn.transaction():
-        while wanted or owners:
-            cur = await conn.execute(_FORGET_RANGES, ([a for a, _ in wanted], [k for _, k in wanted],
-                                                      list(owners), window.key()))
-            owners = ()
-            wanted = [(address, Range(since=Bound(signature=newest)).key())
-                      for address, newest in await cur.fetchall() if newest is not None]
+    async def forget(conn: psycopg.AsyncConnection[Any]) -> None:
+        wanted, owned = [(address, window.key()) for address in addresses], list(owners)
+        async with conn.transaction():
+            while wanted or owned:
+                cur = await conn.execute(_FORGET_RANGES, ([a for a, _ in wanted], [k for _, k in wanted],
+                                                          owned, window.key()))
+                owned = []
+                wanted = [(address, Range(since=Bound(signature=newest)).key())
+                          for address, newest in await cur.fetchall() if newest is not None]
+
+    await pooled(pool, forget, what="backfill_progress")
 
 
 def _submit(pipeline: UnitSink, signatures: list[str], shared: InFlight | None) -> asyncio.Future[Any]:
@@ -406,8 +414,6 @@ async def backfill_wallet(
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
         row = stored.get(wallet)
-        if row is not None and owner is not None and row.owner is None:
-            await _claim(pool, wallet, range_key, owner)  # stored before sql/0018 named owners
         if row is not None:
             progress.newest = row.newest
             if row.newest is not None and window.until is None:
@@ -417,6 +423,8 @@ async def backfill_wallet(
             if row.done:  # nothing older to list, reported as done
                 progress.done, progress.share = True, 1.0
                 on_page(progress)
+                if owner is not None and row.owner is None:  # stored before sql/0018 named owners
+                    await _claim(pool, wallet, range_key, owner)
                 return progress
             before = row.before or before
     anchor = anchor if before is None else None
@@ -511,10 +519,13 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
                                       on_page=counted, pages_ahead=pages_ahead, shared=shared,
                                       owner=owner)
     progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
-    async with pool.connection() as conn, conn.transaction():
-        if progress.newest != newest:  # else the range's progress stands as it was
-            await conn.execute(_ADOPT, (progress.newest, wallet, window.key()))
-        await conn.execute(_FORGET, (wallet, since_then.key()))
+    async def adopt(conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.transaction():
+            if progress.newest != newest:  # else the range's progress stands as it was
+                await conn.execute(_ADOPT, (progress.newest, wallet, window.key()))
+            await conn.execute(_FORGET, (wallet, since_then.key()))
+
+    await pooled(pool, adopt, what="backfill_progress")
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -523,14 +534,22 @@ def _consume(future: asyncio.Future[Any]) -> None:
 
 
 async def _claim(pool: AsyncConnectionPool[Any], account: str, range_key: str, owner: str) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(_CLAIM, (owner, account, range_key))
+    await _execute(pool, _CLAIM, (owner, account, range_key))
+
+
+async def _execute(pool: AsyncConnectionPool[Any], statement: str, params: tuple[Any, ...]) -> None:
+    """One statement that may run again (an upsert, a conditional update), retried through
+    database outages like the writer's batches: a run waits for the database instead of
+    failing a wallet at its next page."""
+    async def run(conn: psycopg.AsyncConnection[Any]) -> None:
+        await conn.execute(statement, params)
+
+    await pooled(pool, run, what="backfill_progress")
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
                 before: str | None, *, done: bool, newest: str | None, owner: str | None) -> None:
-    async with pool.connection() as conn:
-        await conn.execute(_SAVE, (wallet, range_key, before, done, newest, owner))
+    await _execute(pool, _SAVE, (wallet, range_key, before, done, newest, owner))
 
 
 class Discovered:

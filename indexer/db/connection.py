@@ -8,11 +8,12 @@ connection loss, shutdown, serialization failures and deadlocks are transient; t
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
+import structlog
 from psycopg import conninfo, sql
 from tenacity import (
     AsyncRetrying,
@@ -32,6 +33,12 @@ from indexer.errors import (
     first_line,
     is_transient,
 )
+from indexer.retries import retried
+
+if TYPE_CHECKING:
+    from psycopg_pool import AsyncConnectionPool
+
+_log = structlog.get_logger(__name__)
 
 # SQLSTATE classes and codes worth retrying: the same statement may succeed later.
 # Classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
@@ -99,6 +106,33 @@ def database_retrying(*, give_up_after: float | None = None, max_backoff: float 
         reraise=True,
         before_sleep=before_sleep,
     )
+
+
+T = TypeVar("T")
+
+
+async def pooled(pool: AsyncConnectionPool[Any], work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
+                 *, what: str, give_up_after: float | None = None) -> T:
+    """``work`` on a connection of ``pool``, psycopg's errors translated, transient ones
+    retried with :func:`database_retrying` until ``give_up_after`` seconds (None: as long
+    as the outage lasts) -- back-pressure, as the writer's -- each retry logged as
+    ``db_retry`` with ``what``. ``work`` must be safe to run again (a read, an upsert, a
+    transaction of its own)."""
+    async def attempt() -> T:
+        try:
+            async with pool.connection() as conn:
+                return await work(conn)
+        except psycopg.Error as exc:  # the pool's own too (PoolTimeout: no connection)
+            raise translate(exc) from exc
+
+    def log_retry(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        _log.warning("db_retry", what=what, attempt=state.attempt_number, error=str(exc))
+
+    def policy(left: float | None) -> AsyncRetrying:
+        return database_retrying(give_up_after=left, before_sleep=log_retry)
+
+    return await retried(attempt, policy, give_up_after=give_up_after)
 
 
 def _reason(exc: psycopg.Error) -> str:

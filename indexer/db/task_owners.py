@@ -12,15 +12,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-import structlog
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, RetryCallState
 
-from indexer.db.connection import database_retrying, translate
+from indexer.db.connection import pooled
 from indexer.pipeline import TaskLookup
-from indexer.retries import retried
-
-log = structlog.get_logger(__name__)
 
 _OWNERS = """
 SELECT t.id, a.wallet_address FROM tasks t JOIN agents a ON a.id = t.agent_id WHERE t.id = ANY(%s)
@@ -49,20 +44,8 @@ async def agents_tasks(pool: AsyncConnectionPool[Any], wallets: Sequence[str], l
 
 async def _read(pool: AsyncConnectionPool[Any], query: str, params: tuple[Any, ...],
                 give_up_after: float | None) -> dict[UUID, str]:
-    async def attempt() -> dict[UUID, str]:
-        try:
-            async with pool.connection() as conn:
-                cur = await conn.execute(query, params)
-                return dict(await cur.fetchall())
-        except psycopg.Error as exc:  # the pool's own too (PoolTimeout: no connection)
-            raise translate(exc) from exc
+    async def work(conn: psycopg.AsyncConnection[Any]) -> dict[UUID, str]:
+        cur = await conn.execute(query, params)
+        return dict(await cur.fetchall())
 
-    def policy(left: float | None) -> AsyncRetrying:
-        return database_retrying(give_up_after=left, before_sleep=_log_retry)
-
-    return await retried(attempt, policy, give_up_after=give_up_after)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("task_owner_lookup_retry", attempt=state.attempt_number, error=str(exc))
+    return await pooled(pool, work, what="task_owners", give_up_after=give_up_after)

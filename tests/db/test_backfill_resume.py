@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
+from structlog.testing import capture_logs
 
 from indexer.backfill import (
     Bound,
@@ -332,3 +333,40 @@ async def test_a_token_accounts_progress_stored_without_its_owner_gets_it(
                              pipeline=Fetching(), pool=pool)
         assert await load_progress(pool, [], WHOLE, owners=[WALLET]) == {
             "T": Stored(None, True, None, owner=WALLET)}
+
+
+class Cutting(Fetching):
+    """A pipeline that commits at once, and ends every other session of the database (a
+    server restart, a proxy cutting connections) as the unit holding ``cut_at`` arrives."""
+
+    def __init__(self, admin_url: str, cut_at: str) -> None:
+        super().__init__()
+        self.admin_url, self.cut_at = admin_url, cut_at
+        self.cut = 0
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        if self.cut_at in unit.signatures:
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                self.cut = len(conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())
+        return super().submit(unit)
+
+
+async def test_connections_lost_between_pages_are_ridden_out(pool: AsyncConnectionPool[Any],
+                                                              db_url: str) -> None:
+    """The progress of a page is saved through a lost connection as the writer writes
+    through one: the run waits for the database, retries, and goes on -- it neither fails
+    the wallet nor skips the page's progress."""
+    history = History(size=2)
+    landed = history.land(6)  # pages: tx6 tx5 | tx4 tx3 | tx2 tx1
+    fetching = Cutting(db_url, cut_at=landed[3])  # the second page's first unit
+    async with pool:
+        await stored(pool)  # the pool's session is open, idle: the cut ends it
+        with capture_logs() as logs:
+            progress = await run(history, fetching, pool)
+        assert fetching.cut >= 1
+        assert (progress.done, progress.submitted) == (True, 6)
+        assert fetching.taken() == landed  # each once
+        assert await stored(pool) == Stored(None, True, landed[-1])
+    assert ("db_retry", "backfill_progress") in [(e["event"], e.get("what")) for e in logs]

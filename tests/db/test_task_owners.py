@@ -51,4 +51,4 @@ async def test_a_lookup_on_a_dead_connection_is_retried_on_a_new_one(conn: psyco
         conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with capture_logs() as logs:
             assert await task_owner_lookup(pool, give_up_after=30.0)([TASK]) == {TASK: AGENT}
-    assert [entry["event"] for entry in logs] == ["task_owner_lookup_retry"]
+    assert [(entry["event"], entry["what"]) for entry in logs] == [("db_retry", "task_owners")]
