@@ -250,6 +250,36 @@ async def test_killed_mid_run_resumes_where_it_stopped(history: History, history
     assert run.summary()["signatures_scanned"] < len({r["signature"] for r in history.truth})
 
 
+async def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(history: History,
+                                                                       history_db: str) -> None:
+    """SIGINT mid-run: the run stops in order (the pipeline's workers before the RPC client
+    they use), says in one line that the same command resumes, exits 130; run again, the
+    database equals the truth."""
+    net = history.net
+    net.faults.latency_ms, net.faults.latency_until = 30.0, float("inf")  # certainly mid-way
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1", "--batch-size", "1"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await eventually(
+            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
+            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        net.faults.latency_ms, net.faults.latency_until = 0.0, 0.0
+    assert process.returncode == 130, err.decode()[-2000:]
+    stderr = err.decode()
+    assert "backfill interrupted: every committed page's progress is stored; the same command resumes" \
+        " from there" in stderr
+    assert "fetch_failed" not in stderr
+    assert "Traceback" not in stderr
+    assert out == b""  # no summary: the run did not end
+    run = await backfill(history_db, net.http_url, "--all", "--json")
+    assert run.code == 0, run.stderr
+    assert_equal(backfilled(history.truth), history_db)
+
+
 def _register_agent(url: str, agent_id: str, wallet: str) -> None:
     """An agent of this test's database alone: the other tests' copies never list it."""
     with psycopg.connect(url, autocommit=True) as conn:
