@@ -17,6 +17,7 @@ import re
 import signal
 import socket
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -277,6 +278,39 @@ async def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(history: 
     assert out == b""  # no summary: the run did not end
     run = await backfill(history_db, net.http_url, "--all", "--json")
     assert run.code == 0, run.stderr
+    assert_equal(backfilled(history.truth), history_db)
+
+
+async def test_a_provider_answering_429_and_503_is_waited_out(history: History, history_db: str) -> None:
+    """A provider that rate-limits (429 with Retry-After) and fails (503) a share of the
+    calls, then refuses connections for a moment: the backfill retries each call after the
+    wait asked, fails nothing over, and the database equals the truth."""
+    net = history.net
+    now = time.monotonic()
+    net.faults.http_status, net.faults.http_fraction, net.faults.retry_after = 429, 0.3, 0.2
+    net.faults.http_until = now + 2.0
+    net.faults.latency_ms, net.faults.latency_until = 5.0, float("inf")  # a run longer than the faults
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1", "--batch-size", "5"),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        await eventually(
+            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
+            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        net.faults.http_status, net.faults.http_until = 503, time.monotonic() + 1.0
+        await eventually(lambda: [] if time.monotonic() > net.faults.http_until else ["503s still served"],
+                         deadline=5, what="the 503 spell over")
+        net.faults.refuse_until = time.monotonic() + 0.5
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    finally:
+        net.faults.clear()
+    assert process.returncode == 0, err.decode()[-2000:]
+    retries = [orjson.loads(line) for line in err.decode().splitlines()
+               if line.startswith("{") and '"rpc_retry"' in line]
+    met = " ".join(r["error"] for r in retries)
+    assert "HTTP 429 rate limited" in met, met[:500]
+    assert "HTTP 503" in met, met[:500]
+    assert orjson.loads(out)["wallets_failed"] == {}
     assert_equal(backfilled(history.truth), history_db)
 
 
