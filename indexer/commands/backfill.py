@@ -62,7 +62,7 @@ def prelude(url: str, config: Settings, wanted: tuple[str, ...], all_agents: boo
     """What the command checks before it starts, on one connection: the schema is current
     (``ensure_schema``), and the wallets to backfill are agents'."""
     with connect(url) as conn:
-        schema_ready(conn, config, migrate=False)
+        schema_ready(conn, config, migrate=False, offers_migrate=False)
         known = {w for (w,) in conn.execute("SELECT wallet_address FROM agents").fetchall()}
     if all_agents:
         return sorted(w for w in known if shard.owns(w))

@@ -21,14 +21,16 @@ def ensure_schema(url: str, config: Settings, *, migrate: bool) -> None:
         schema_ready(conn, config, migrate=migrate)
 
 
-def schema_ready(conn: psycopg.Connection[Any], config: Settings, *, migrate: bool) -> None:
-    """:func:`ensure_schema` on a connection the caller holds."""
+def schema_ready(conn: psycopg.Connection[Any], config: Settings, *, migrate: bool,
+                 offers_migrate: bool = True) -> None:
+    """:func:`ensure_schema` on a connection the caller holds; ``offers_migrate``: the
+    command has a ``--migrate`` flag to suggest."""
     plan = migrations.migrate(conn, dry_run=True)
     if plan.pending:
         if not (migrate or config.database_url is None):
             raise click.UsageError(
                 f"the database schema is behind by {len(plan.pending)} migration(s): "
-                "run `amoca-indexer migrate` first (or pass --migrate)")
+                "run `amoca-indexer migrate` first" + (" (or pass --migrate)" if offers_migrate else ""))
         migrations.migrate(conn)
 
 

@@ -563,7 +563,8 @@ async def test_dry_run_writes_nothing_but_counts(history: History, history_db: s
     assert _scalar(history_db, "SELECT count(*) FROM backfill_progress") == 0
 
 
-async def test_user_mistakes_give_one_clear_line(history: History, history_db: str) -> None:
+async def test_user_mistakes_give_one_clear_line(history: History, history_db: str,
+                                                 empty_db_url: str) -> None:
     rpc = history.net.http_url
     stranger = "Vote111111111111111111111111111111111111111"
     slots = await _slots(rpc, sorted({r["signature"] for r in history.truth}))
@@ -588,6 +589,7 @@ async def test_user_mistakes_give_one_clear_line(history: History, history_db: s
         "unreachable rpc": ((history_db, "http://127.0.0.1:9/secret-key-xyz", "--all", "--json"),
                             "cannot reach the RPC endpoint"),
         "no target": ((history_db, rpc), "either --wallet"),
+        "schema behind": ((empty_db_url, rpc, "--all"), "run `amoca-indexer migrate` first"),
     }
     with taken:
         runs = await asyncio.gather(*(backfill(*args) for args, _ in cases.values()))
@@ -598,5 +600,6 @@ async def test_user_mistakes_give_one_clear_line(history: History, history_db: s
                   if line.startswith(("Error:", "amoca-indexer:"))]
         assert len(errors) == 1, (case, run.stderr)
         assert message in errors[0], (case, errors[0])
+        assert "--migrate" not in errors[0], (case, errors[0])  # backfill has no such flag
         assert "secret-key-xyz" not in run.stderr + run.stdout, case
     assert _scalar(history_db, "SELECT count(*) FROM transactions") == 0
