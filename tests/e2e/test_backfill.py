@@ -217,20 +217,28 @@ async def test_a_person_reads_a_summary_table_that_says_rows_wait_for_finality(
     assert _scalar(history_db, "SELECT coalesce(sum(total_earnings), 0) FROM agent_stats") == 0
 
 
+async def started_and_past_a_first_address(url: str, rpc_url: str, batch_size: int
+                                           ) -> asyncio.subprocess.Process:
+    """``backfill --all --json`` running, one wallet at a time, once a first address of it
+    is done (its progress stored): certainly mid-way when the RPC is slowed."""
+    process = await asyncio.create_subprocess_exec(
+        *_args(url, rpc_url, "--all", "--json", "--concurrency", "1", "--batch-size", str(batch_size)),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    await eventually(
+        lambda: [] if _scalar(url, "SELECT count(*) FROM backfill_progress WHERE done")
+        else ["no address done yet"], deadline=60, what="a first address backfilled")
+    return process
+
+
 async def test_killed_mid_run_resumes_where_it_stopped(history: History, history_db: str) -> None:
     net = history.net
     # Slow every RPC answer so the run is certainly mid-way when it dies.
     net.faults.latency_ms, net.faults.latency_until = 30.0, float("inf")
     try:
-        process = await asyncio.create_subprocess_exec(
-            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1",
-                   "--batch-size", "1"),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-        await eventually(
-            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
-            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        process = await started_and_past_a_first_address(history_db, net.http_url, 1)
         process.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(process.wait(), 10) == -signal.SIGKILL
+        await asyncio.wait_for(process.communicate(), 10)
+        assert process.returncode == -signal.SIGKILL
     finally:
         net.faults.latency_ms, net.faults.latency_until = 0.0, 0.0
     before = _progress(history_db)
@@ -259,12 +267,7 @@ async def test_ctrl_c_stops_with_one_line_and_the_same_command_resumes(history: 
     net = history.net
     net.faults.latency_ms, net.faults.latency_until = 30.0, float("inf")  # certainly mid-way
     try:
-        process = await asyncio.create_subprocess_exec(
-            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1", "--batch-size", "1"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        await eventually(
-            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
-            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        process = await started_and_past_a_first_address(history_db, net.http_url, 1)
         process.send_signal(signal.SIGINT)
         out, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
@@ -291,12 +294,7 @@ async def test_a_provider_answering_429_and_503_is_waited_out(history: History, 
     net.faults.http_until = now + 2.0
     net.faults.latency_ms, net.faults.latency_until = 5.0, float("inf")  # a run longer than the faults
     try:
-        process = await asyncio.create_subprocess_exec(
-            *_args(history_db, net.http_url, "--all", "--json", "--concurrency", "1", "--batch-size", "5"),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        await eventually(
-            lambda: [] if _scalar(history_db, "SELECT count(*) FROM backfill_progress WHERE done")
-            else ["no address done yet"], deadline=60, what="a first address backfilled")
+        process = await started_and_past_a_first_address(history_db, net.http_url, 5)
         net.faults.http_status, net.faults.http_until = 503, time.monotonic() + 1.0
         await eventually(lambda: [] if time.monotonic() > net.faults.http_until else ["503s still served"],
                          deadline=5, what="the 503 spell over")
