@@ -55,6 +55,14 @@ def _commitment(config: dict[str, Any], default: str = "finalized") -> str:
     return str(value)
 
 
+def _confirmed_commitment(config: dict[str, Any]) -> str:
+    """:func:`_commitment`, for the methods that answer only from confirmed blocks on."""
+    commitment = _commitment(config)
+    if commitment == "processed":
+        raise invalid("Method does not support commitment below `confirmed`")
+    return commitment
+
+
 def _pubkey(params: list[Any], index: int = 0) -> Pubkey:
     try:
         return Pubkey.from_string(params[index])
@@ -240,9 +248,7 @@ class Methods:
     def rpc_getSignaturesForAddress(self, params: list[Any]) -> list[orjson.Fragment]:
         key = _pubkey(params)
         config = _config(params, 1)
-        commitment = _commitment(config)
-        if commitment == "processed":
-            raise invalid("Method does not support commitment below `confirmed`")
+        commitment = _confirmed_commitment(config)
         _min_context(self.ledger, config, commitment)
         limit = config.get("limit") or 1000
         if not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -271,9 +277,7 @@ class Methods:
         config = params[1] if len(params) > 1 and isinstance(params[1], dict) else {}
         if len(params) > 1 and isinstance(params[1], str):
             config = {"encoding": params[1]}
-        commitment = _commitment(config)
-        if commitment == "processed":
-            raise invalid("Method does not support commitment below `confirmed`")
+        commitment = _confirmed_commitment(config)
         enc = config.get("encoding", "json")
         if enc not in ("json", "jsonParsed", "base64", "base58"):
             raise invalid(f"Invalid params: unknown encoding {enc!r}")
@@ -310,9 +314,7 @@ class Methods:
         start, limit = params[0], params[1]
         if limit > MAX_BLOCKS_RANGE:
             raise invalid(f"Limit too large; max {MAX_BLOCKS_RANGE}")
-        commitment = _commitment(_config(params, 2))
-        if commitment == "processed":
-            raise invalid("Method does not support commitment below `confirmed`")
+        commitment = _confirmed_commitment(_config(params, 2))
         found: list[int] = []
         for slot in range(start, self.ledger.slot_at(commitment) + 1):
             if len(found) == limit:
