@@ -25,10 +25,8 @@ import orjson
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
-from tenacity import AsyncRetrying, RetryCallState
 
-from indexer.db.connection import database_retrying, translate
-from indexer.retries import retried
+from indexer.db.connection import pooled, translate
 
 log = structlog.get_logger(__name__)
 
@@ -575,23 +573,11 @@ class PostgresWriter:
         self.known = KnownIds()  # what the COPYs have looked up (``write_batch``)
 
     async def __call__(self, batch: Batch) -> WriteResult:
-        async def attempt() -> WriteResult:
-            try:
-                async with self.pool.connection() as conn:
-                    result = await write_batch(conn, batch, copy=self.copy, known=self.known)
-            except psycopg.Error as exc:  # the pool's own (PoolTimeout: no connection)
-                raise translate(exc) from exc
-            if len(batch.rows) >= COPY_FROM_ROWS:
-                self.copy = result.copied or result.duplicates == 0
-            return result
+        async def write(conn: psycopg.AsyncConnection[Any]) -> WriteResult:
+            return await write_batch(conn, batch, copy=self.copy, known=self.known)
 
-        def policy(left: float | None) -> AsyncRetrying:
-            return database_retrying(give_up_after=left, max_backoff=self.max_backoff,
-                                     before_sleep=_log_retry)
-
-        return await retried(attempt, policy, give_up_after=self.give_up_after)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("db_write_retry", attempt=state.attempt_number, error=str(exc))
+        result = await pooled(self.pool, write, what="transactions", event="db_write_retry",
+                              give_up_after=self.give_up_after, max_backoff=self.max_backoff)
+        if len(batch.rows) >= COPY_FROM_ROWS:
+            self.copy = result.copied or result.duplicates == 0
+        return result

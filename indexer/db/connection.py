@@ -112,12 +112,14 @@ T = TypeVar("T")
 
 
 async def pooled(pool: AsyncConnectionPool[Any], work: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
-                 *, what: str, give_up_after: float | None = None) -> T:
+                 *, what: str, give_up_after: float | None = None, max_backoff: float = 5.0,
+                 event: str = "db_retry") -> T:
     """``work`` on a connection of ``pool``, psycopg's errors translated, transient ones
-    retried with :func:`database_retrying` until ``give_up_after`` seconds (None: as long
-    as the outage lasts) -- back-pressure, as the writer's -- each retry logged as
-    ``db_retry`` with ``what``. ``work`` must be safe to run again (a read, an upsert, a
-    transaction of its own)."""
+    retried with :func:`database_retrying` (backoff up to ``max_backoff``) until
+    ``give_up_after`` seconds (None: as long as the outage lasts) -- back-pressure -- each
+    retry logged as ``event`` with ``what``. ``work`` must be safe to run again (a read, an
+    upsert, a transaction of its own). The writer's batches, a backfill's progress and the
+    task-owner lookups go through it."""
     async def attempt() -> T:
         try:
             async with pool.connection() as conn:
@@ -127,10 +129,10 @@ async def pooled(pool: AsyncConnectionPool[Any], work: Callable[[psycopg.AsyncCo
 
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        _log.warning("db_retry", what=what, attempt=state.attempt_number, error=str(exc))
+        _log.warning(event, what=what, attempt=state.attempt_number, error=str(exc))
 
     def policy(left: float | None) -> AsyncRetrying:
-        return database_retrying(give_up_after=left, before_sleep=log_retry)
+        return database_retrying(give_up_after=left, max_backoff=max_backoff, before_sleep=log_retry)
 
     return await retried(attempt, policy, give_up_after=give_up_after)
 
