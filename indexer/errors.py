@@ -9,6 +9,9 @@ split at the root by what the caller should do about it:
         ``RpcRateLimited``    HTTP 429 / -32005; carries ``retry_after`` seconds.
         ``DatabaseUnavailable`` connection lost, server shutting down, serialization
                               failure or deadlock (classified by SQLSTATE).
+        ``ServerChanged``     the database is served by another server (or the same one
+                              restarted) than earlier commits were: they may be lost, and
+                              work that continues from them starts over from the database.
     ``PermanentError`` -- retrying the same input gives the same answer.
         ``ConfigError``       bad configuration; the CLI prints one line, exits 2.
         ``DecodeError``       an RPC payload we cannot decode; carries a ``reason`` code
@@ -79,6 +82,13 @@ class RpcRateLimited(RpcUnavailable):
 
 class DatabaseUnavailable(TransientError):
     """The database cannot be reached or asked us to retry (by SQLSTATE class)."""
+
+
+class ServerChanged(TransientError):
+    """Work that continues from earlier commits met a server other than the one they were
+    made on (``indexer.db.connection.server_life``): a standby promoted in a failover, or a
+    server restarted, may lack them. Raised outside any database retry; the work reads what
+    the database now holds and starts over from there."""
 
 
 class DatabaseError(PermanentError):

@@ -17,6 +17,12 @@ Signatures committed recently are remembered (a bounded LRU) so a live notificat
 followed by the reconciliation poll does not fetch the same transaction twice. Only
 committed signatures are remembered: a signature merely in flight is fetched again
 rather than risk a cursor passing an uncommitted row.
+
+A unit's result names the lives of the servers its work was committed on (the writer's
+``WriteResult.server``; that of an earlier commit for a signature it skipped as
+remembered): work that continues from the unit (a backfill's progress) can tell a
+failover or a restart that may have lost it. A batch committed on a new life forgets
+what the LRU remembers: the old life's commits may be gone.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -82,6 +89,7 @@ class UnitResult:
     duplicates: int = 0
     dead_letters: int = 0
     skipped_signatures: int = 0
+    servers: frozenset[datetime] = frozenset()  # the lives its work was committed in
 
 
 @dataclass(slots=True)
@@ -97,19 +105,21 @@ class _Decoded:
     rows: list[Any] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
+    earlier: set[datetime] = field(default_factory=set)  # lives of the remembered ones skipped
 
 
-class CommittedSignatures(OrderedDict[str, None]):
-    """A bounded LRU of signatures whose processing is committed. An OrderedDict itself, so
-    that ``in`` -- asked of every signature fetched -- is the dict's own, in C."""
+class CommittedSignatures(OrderedDict[str, "datetime | None"]):
+    """A bounded LRU of signatures whose processing is committed, each with the life of the
+    server it was committed on (None: unknown). An OrderedDict itself, so that ``in`` --
+    asked of every signature fetched -- is the dict's own, in C."""
 
     def __init__(self, capacity: int = 200_000) -> None:
         super().__init__()
         self.capacity = capacity
 
-    def add_all(self, signatures: Sequence[str]) -> None:
+    def add_all(self, signatures: Sequence[str], server: datetime | None = None) -> None:
         for signature in signatures:
-            self[signature] = None
+            self[signature] = server
             self.move_to_end(signature)
         while len(self) > self.capacity:
             self.popitem(last=False)
@@ -149,6 +159,7 @@ class Pipeline:
         self.clock = clock
         self.wall_clock = wall_clock
         self.committed = CommittedSignatures()
+        self.server: datetime | None = None  # the life the last batch was committed in
         self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
         self._task_owners: dict[UUID, str] = {}
@@ -172,6 +183,11 @@ class Pipeline:
 
     async def process(self, unit: WorkUnit) -> UnitResult:
         return await self.submit(unit)
+
+    def forget_committed(self) -> None:
+        """Forget every signature remembered as committed: the server they were committed
+        on is gone, and they must be fetched and written again."""
+        self.committed.clear()
 
     async def wait_idle(self) -> None:
         """Until every submitted unit is committed or failed."""
@@ -276,6 +292,10 @@ class Pipeline:
                     item.dead_letters.append(DeadLetter(
                         stage="fetch", reason="transaction_not_found", signature=signature,
                         error=f"getTransaction returned null {pending.attempts + 1} times"))
+                else:  # remembered as committed, not fetched: the unit rests on that commit
+                    if (life := self.committed.get(signature)) is not None:
+                        item.earlier.add(life)
+                    continue
                 item.processed.append(signature)
             kinds.update((row.transaction_type, row.status) for row in item.rows)
             self._write_q.put_nowait(item)
@@ -383,6 +403,10 @@ class Pipeline:
             for item in items:
                 self._finish(item.pending, exc)
             return
+        if result.server != self.server:
+            if self.server is not None:  # what the old life committed may be gone
+                self.forget_committed()
+            self.server = result.server
         now = self.clock()
         self.metrics.db_batch_rows.observe(len(batch.rows))
         self.metrics.db_batch_seconds.observe(now - started)
@@ -398,11 +422,13 @@ class Pipeline:
                 for row in item.rows:
                     if row.block_time is not None:
                         self.metrics.block_to_commit.observe(max(0.0, wall - row.block_time))
-            self.committed.add_all(item.processed)
+            self.committed.add_all(item.processed, result.server)
             if unit.received_at is not None:
                 self.metrics.ingest_latency.labels(unit.source).observe(now - unit.received_at)
+            servers = item.earlier if result.server is None else {result.server, *item.earlier}
             self._finish(item.pending, UnitResult(
                 rows=len(item.rows), dead_letters=len(item.dead_letters),
-                skipped_signatures=len(unit.signatures) - len(item.processed)))
+                skipped_signatures=len(unit.signatures) - len(item.processed),
+                servers=frozenset(servers)))
         if batch.rows:
             self.metrics.indexed_slot.set(max(row.slot for row in batch.rows))

@@ -15,18 +15,19 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 import orjson
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from indexer.db.connection import pooled, translate
+from indexer.db.connection import pooled, server_life, translate
 
 log = structlog.get_logger(__name__)
 
@@ -100,6 +101,7 @@ class WriteResult:
     dead_letters: int = 0
     cursors: int = 0
     copied: bool = False  # the rows went straight into the table by COPY (``_write_copied``)
+    server: datetime | None = None  # the life of the server it committed on (``server_life``)
 
     @property
     def inserted_total(self) -> int:
@@ -559,6 +561,10 @@ class PostgresWriter:
     A transient failure (connection lost, server restarting, deadlock) is retried with
     exponential backoff and jitter until ``give_up_after`` seconds (None: forever), so a
     database outage stalls the pipeline -- back-pressure -- instead of dropping work.
+
+    Each result names the life of the server the batch committed on (``server_life``, read
+    once a connection), so that work continuing from it can tell when a failover or a
+    restart may have lost it. The ids the COPYs looked up on another life are forgotten.
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, give_up_after: float | None = None,
@@ -571,10 +577,20 @@ class PostgresWriter:
         # then pays one failed COPY, not one a batch.
         self.copy = True
         self.known = KnownIds()  # what the COPYs have looked up (``write_batch``)
+        self.server: datetime | None = None  # the life the last batch was written in
+        self._lives: WeakKeyDictionary[psycopg.AsyncConnection[Any], datetime] = WeakKeyDictionary()
 
     async def __call__(self, batch: Batch) -> WriteResult:
         async def write(conn: psycopg.AsyncConnection[Any]) -> WriteResult:
-            return await write_batch(conn, batch, copy=self.copy, known=self.known)
+            life = self._lives.get(conn)
+            if life is None:
+                life = self._lives[conn] = await server_life(conn)
+            if life != self.server:
+                if self.server is not None:  # a user or task looked up there may be gone
+                    log.warning("db_server_changed", was=self.server.isoformat(), now=life.isoformat())
+                    self.known.clear()
+                self.server = life
+            return replace(await write_batch(conn, batch, copy=self.copy, known=self.known), server=life)
 
         result = await pooled(self.pool, write, what="transactions", event="db_write_retry",
                               give_up_after=self.give_up_after, max_backoff=self.max_backoff)

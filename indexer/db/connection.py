@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -60,6 +61,26 @@ def translate(exc: psycopg.Error) -> IndexerError:
     if constraint and constraint not in message:
         message = f"{message} (constraint {constraint})"
     return DatabaseError(message, sqlstate=sqlstate, constraint=constraint)
+
+
+# A server's life: when its postmaster started. A standby promoted in a failover, or a
+# server restarted after a crash, starts a new one, and may lack commits the old one
+# acknowledged (an asynchronous standby, ``synchronous_commit = off``); within one life,
+# commits are kept in the order they were made, so a later one kept keeps every earlier
+# one. Work that continues from what it committed (a backfill's progress, a cursor) asks
+# that its next commit be in the same life. A connection stays in the life it opened in
+# (a direct connection or session pooling; transaction pooling is not supported, as the
+# writer's staging table is not). Any role may ask.
+SERVER_LIFE = "pg_postmaster_start_time()"
+
+
+async def server_life(conn: psycopg.AsyncConnection[Any]) -> datetime:
+    """The life of the server ``conn`` is on (:data:`SERVER_LIFE`)."""
+    cur = await conn.execute(f"SELECT {SERVER_LIFE}")
+    row = await cur.fetchone()
+    assert row is not None
+    life: datetime = row[0]
+    return life
 
 
 def validate_url(url: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, cast
 import orjson
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from indexer import sink
 from indexer.decode.models import Leg, TransferRow, jsonb_key_order
@@ -411,3 +412,26 @@ async def test_a_payer_a_finality_pass_is_moving_does_not_hold_the_writer(
         assert written.inserted_total == 2
     assert conn.execute("SELECT count(*) FROM users WHERE wallet_address IN (%s, %s)",
                         (PAYER, NEW_USER)).fetchone() == (2,)
+
+
+async def test_each_batch_names_the_server_life_it_was_committed_in(conn: psycopg.Connection,
+                                                                     db_url: str) -> None:
+    """The life is the server's (its postmaster's start): a connection lost and made again
+    to the same server is the same life, which no failover has replaced."""
+    _register(conn)
+    life = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    pool = sink.writer_pool(db_url)
+    await pool.open()
+    try:
+        writer = sink.PostgresWriter(pool, give_up_after=5)
+        first = await writer(Batch(rows=(_row(1, signature=a_signature(1)),)))
+        cut = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND application_name = %s",
+                           (sink.WRITER_APPLICATION_NAME,)).fetchall()
+        with capture_logs() as logs:
+            second = await writer(Batch(rows=(_row(2, signature=a_signature(2)),)))
+    finally:
+        await pool.close()
+    assert cut == [(True,)]
+    assert life == (first.server,) == (second.server,)
+    assert [e["event"] for e in logs] == ["db_write_retry"]  # retried; not a server change
