@@ -28,6 +28,15 @@ account an earlier run found, one it has since closed included.
 Range bounds are a slot, a signature or a time. Times need no slot lookup: every entry
 of a signature page carries its `blockTime`, so they filter as they stream.
 
+Progress is only ever saved in the life of the server the page's rows were committed in
+(``indexer.db.connection.server_life``), and in the life of the address's previous save:
+within one life commits are kept in order, so a save kept keeps the rows it vouches for.
+A failover to a standby that lacks the last commits, or a restart that lost them, is a
+new life: the address's next save is refused (``ServerChanged``), and the address starts
+over from the progress the database now holds -- its pages since then written again,
+which writes nothing twice. Without this a run riding the outage out would save its next
+page's progress past rows the new server never got.
+
 A newest bound given as a slot starts the listing there instead of at the top of each
 history (``until_anchor``): a signature of the first block after it, as ``before``. A
 node bounds ``before`` by where that transaction stands in the ledger, whichever
@@ -54,10 +63,10 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from indexer.db.connection import pooled
+from indexer.db.connection import SERVER_LIFE, pooled, server_life
 from indexer.decode.base58 import is_signature
-from indexer.errors import ConfigError, IndexerError, PermanentError
-from indexer.pipeline import WorkUnit
+from indexer.errors import ConfigError, IndexerError, PermanentError, ServerChanged
+from indexer.pipeline import UnitResult, WorkUnit
 
 log = structlog.get_logger(__name__)
 
@@ -207,7 +216,9 @@ class UnitSink(Protocol):
 
     fetch_batch: int
 
-    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]: ...
+    def submit(self, unit: WorkUnit) -> asyncio.Future[UnitResult]: ...
+
+    def forget_committed(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -218,6 +229,7 @@ class WalletProgress:
     done: bool = False
     share: float | None = None  # of the range covered (see range_share); 1.0 once done
     newest: str | None = None  # the newest finalized signature covered (open-ended ranges)
+    server: datetime | None = None  # the life of the server its progress was last saved in
 
 
 def range_share(window: Range, top: SignatureInfoLike, reached: SignatureInfoLike) -> float | None:
@@ -254,10 +266,12 @@ class StoredProgress(Mapping[str, Stored]):
     wallet owns indexed once: every agent's run asks for its own, and with all the agents
     of ``--all`` in one mapping a scan each would cost agents x rows."""
 
-    __slots__ = ("_by_address", "_by_owner")
+    __slots__ = ("_by_address", "_by_owner", "server")
 
-    def __init__(self, by_address: Mapping[str, Stored] | None = None) -> None:
+    def __init__(self, by_address: Mapping[str, Stored] | None = None, *,
+                 server: datetime | None = None) -> None:
         self._by_address: dict[str, Stored] = dict(by_address or {})
+        self.server = server  # the life of the server it was read in; None: not known
         self._by_owner: dict[str, set[str]] = {}
         for address, kept in self._by_address.items():
             if kept.owner is not None:
@@ -281,14 +295,18 @@ _LOAD = """
 SELECT wallet_address, before_signature, done, newest_signature, owner_wallet FROM backfill_progress
 WHERE (wallet_address = ANY(%s) OR owner_wallet = ANY(%s)) AND range_key = %s
 """
-_SAVE = """
+# Saved only in the life given (any, for NULL); the life it was saved in comes back.
+_SAVE = f"""
 INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done, newest_signature,
                                owner_wallet)
-VALUES (%s, %s, %s, %s, %s, %s)
+SELECT %(address)s::text, %(key)s::text, %(before)s::text, %(done)s::boolean, %(newest)s::text,
+       %(owner)s::text
+WHERE %(life)s::timestamptz IS NULL OR {SERVER_LIFE} = %(life)s::timestamptz
 ON CONFLICT (wallet_address, range_key) DO UPDATE
 SET before_signature = excluded.before_signature, done = excluded.done,
     newest_signature = excluded.newest_signature,
     owner_wallet = coalesce(excluded.owner_wallet, backfill_progress.owner_wallet), updated_at = now()
+RETURNING {SERVER_LIFE}
 """
 # A token account's progress stored without its owner (before sql/0018) gets it from the
 # next run that lists the account: an unfinished range's next save names it, but a done
@@ -325,8 +343,10 @@ async def load_progress(pool: AsyncConnectionPool[Any], addresses: Sequence[str]
     up front: one query each kept the shared pool busy opening connections while the
     first batches waited for it."""
     async def load(conn: psycopg.AsyncConnection[Any]) -> StoredProgress:
+        life = await server_life(conn)
         cur = await conn.execute(_LOAD, (list(addresses), list(owners), window.key()))
-        return StoredProgress({address: Stored(*kept) for address, *kept in await cur.fetchall()})
+        return StoredProgress({address: Stored(*kept) for address, *kept in await cur.fetchall()},
+                              server=life)
 
     return await pooled(pool, load, what="backfill_progress")
 
@@ -398,7 +418,7 @@ async def backfill_wallet(
     on_page: Callable[[WalletProgress], None] = lambda _: None,
     pages_ahead: int = 2,
     shared: InFlight | None = None,
-    stored: Mapping[str, Stored] | None = None,
+    stored: StoredProgress | None = None,
     owner: str | None = None,
     anchor: str | None = None,
 ) -> WalletProgress:
@@ -406,22 +426,51 @@ async def backfill_wallet(
     (``stored``: that progress, loaded already; else it is loaded here). ``owner``: the
     agent wallet whose token account ``wallet`` is, kept with the progress. ``anchor``:
     where to start listing instead of the top (:func:`until_anchor`), unless the stored
-    progress says where."""
+    progress says where. When the database's server changes under the run (a failover, a
+    restart), the wallet starts over from the progress the database then holds (the
+    module doc); its counts start over too."""
+    while True:
+        try:
+            return await _backfill_wallet(wallet, window, rpc=rpc, pipeline=pipeline, pool=pool,
+                                          on_page=on_page, pages_ahead=pages_ahead, shared=shared,
+                                          stored=stored, owner=owner, anchor=anchor)
+        except ServerChanged as exc:
+            log.warning("backfill_server_changed", address=wallet, error=str(exc))
+            pipeline.forget_committed()  # committed in the old life: maybe gone
+            stored = None  # read again, from the server now serving
+
+
+async def _backfill_wallet(
+    wallet: str,
+    window: Range,
+    *,
+    rpc: PageSource,
+    pipeline: UnitSink,
+    pool: AsyncConnectionPool[Any] | None,
+    on_page: Callable[[WalletProgress], None],
+    pages_ahead: int,
+    shared: InFlight | None,
+    stored: StoredProgress | None,
+    owner: str | None,
+    anchor: str | None,
+) -> WalletProgress:
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
+    life: datetime | None = None  # the server life the wallet's progress stands on
     if pool is not None:
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
+        life = progress.server = stored.server
         row = stored.get(wallet)
         if row is not None:
             progress.newest = row.newest
             if row.newest is not None and window.until is None:
-                await _since_then(wallet, window, row.newest, progress, rpc=rpc, pipeline=pipeline,
-                                  pool=pool, on_page=on_page, pages_ahead=pages_ahead, shared=shared,
-                                  owner=owner)
+                life = await _since_then(wallet, window, row.newest, progress, rpc=rpc,
+                                         pipeline=pipeline, pool=pool, on_page=on_page,
+                                         pages_ahead=pages_ahead, shared=shared, owner=owner)
             if row.done:  # nothing older to list, reported as done
-                progress.done, progress.share = True, 1.0
+                progress.done, progress.share, progress.server = True, 1.0, life
                 on_page(progress)
                 if owner is not None and row.owner is None:  # stored before sql/0018 named owners
                     await _claim(pool, wallet, range_key, owner)
@@ -435,13 +484,13 @@ async def backfill_wallet(
     top: SignatureInfoLike | None = None  # the newest entry of the range listed
 
     async def settle_oldest() -> None:
+        nonlocal life
         oldest = in_flight[0]
-        if oldest.task is not None:
-            await oldest.task
+        results = await oldest.task if oldest.task is not None else []
         in_flight.popleft()
         if pool is not None:
-            await _save(pool, wallet, range_key, oldest.oldest.signature, done=False,
-                        newest=progress.newest, owner=owner)
+            life = await _save(pool, wallet, range_key, oldest.oldest.signature, done=False,
+                               newest=progress.newest, owner=owner, life=_one_life(wallet, life, results))
         progress.scanned += oldest.scanned
         progress.submitted += oldest.submitted
         if top is not None:
@@ -472,9 +521,21 @@ async def backfill_wallet(
     progress.done = True
     progress.share = 1.0
     if pool is not None:
-        await _save(pool, wallet, range_key, None, done=True, newest=progress.newest, owner=owner)
+        progress.server = await _save(pool, wallet, range_key, None, done=True, newest=progress.newest,
+                                      owner=owner, life=life)
     on_page(progress)
     return progress
+
+
+def _one_life(address: str, life: datetime | None, results: Sequence[UnitResult]) -> datetime | None:
+    """The one server life a page's save must be made in: that of the address's progress
+    and of every commit of the page's units (pure). None: any (nothing committed yet)."""
+    lives = {server for result in results for server in result.servers}
+    if life is not None:
+        lives.add(life)
+    if len(lives) > 1:
+        raise ServerChanged(f"{address}: a page was committed in another server life than its progress")
+    return next(iter(lives), None)
 
 
 async def _pages(rpc: PageSource, address: str, *, until: str | None, before: str | None,
@@ -505,10 +566,10 @@ def _newest_finalized(page: Sequence[SignatureInfoLike]) -> str | None:
 async def _since_then(wallet: str, window: Range, newest: str, progress: WalletProgress, *,
                       rpc: PageSource, pipeline: UnitSink, pool: AsyncConnectionPool[Any],
                       on_page: Callable[[WalletProgress], None], pages_ahead: int,
-                      shared: InFlight | None, owner: str | None) -> None:
+                      shared: InFlight | None, owner: str | None) -> datetime:
     """Backfill what ``wallet`` listed after ``newest`` (an earlier run's top), as the range
-    since it, then make its newest signature the range's own (``progress.newest``). Its
-    pages count in ``progress``."""
+    since it, then make its newest signature the range's own (``progress.newest``), in the
+    server life that range was saved in; that life. Its pages count in ``progress``."""
     since_then = Range(since=Bound(signature=newest))
 
     def counted(part: WalletProgress) -> None:
@@ -519,13 +580,20 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
                                       on_page=counted, pages_ahead=pages_ahead, shared=shared,
                                       owner=owner)
     progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
-    async def adopt(conn: psycopg.AsyncConnection[Any]) -> None:
+    async def adopt(conn: psycopg.AsyncConnection[Any]) -> datetime | None:
         async with conn.transaction():
+            life = await server_life(conn)
+            if caught_up.server is not None and life != caught_up.server:
+                return None
             if progress.newest != newest:  # else the range's progress stands as it was
                 await conn.execute(_ADOPT, (progress.newest, wallet, window.key()))
             await conn.execute(_FORGET, (wallet, since_then.key()))
+        return life
 
-    await pooled(pool, adopt, what="backfill_progress")
+    adopted = await pooled(pool, adopt, what="backfill_progress")
+    if adopted is None:
+        raise ServerChanged(f"{wallet}: what arrived since was saved in another server life")
+    return adopted
 
 
 def _consume(future: asyncio.Future[Any]) -> None:
@@ -547,9 +615,22 @@ async def _execute(pool: AsyncConnectionPool[Any], statement: str, params: tuple
     await pooled(pool, run, what="backfill_progress")
 
 
-async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str,
-                before: str | None, *, done: bool, newest: str | None, owner: str | None) -> None:
-    await _execute(pool, _SAVE, (wallet, range_key, before, done, newest, owner))
+async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str, before: str | None, *,
+                done: bool, newest: str | None, owner: str | None, life: datetime | None) -> datetime:
+    """Save ``wallet``'s progress in server life ``life`` (None: any, but one); the life
+    it was saved in. ServerChanged when the database is in another."""
+    params = {"address": wallet, "key": range_key, "before": before, "done": done, "newest": newest,
+              "owner": owner, "life": life}
+
+    async def save(conn: psycopg.AsyncConnection[Any]) -> datetime | None:
+        row = await (await conn.execute(_SAVE, params)).fetchone()
+        return None if row is None else row[0]
+
+    saved = await pooled(pool, save, what="backfill_progress")
+    if saved is None:
+        raise ServerChanged(f"{wallet}: its progress would be saved in another server life than "
+                            "its rows were committed in")
+    return saved
 
 
 class Discovered:
@@ -627,7 +708,7 @@ async def backfill_agent(
     listed = (wallet, *sorted((set(token_accounts) | remembered) - {wallet}))
     group = asyncio.TaskGroup()
 
-    def start(address: str, known: Mapping[str, Stored] | None) -> None:
+    def start(address: str, known: StoredProgress | None) -> None:
         run = backfill_wallet(address, window, rpc=rpc, pipeline=pipeline, pool=pool,
                               on_page=on_address_page, shared=shared, stored=known,
                               owner=None if address == wallet else wallet, anchor=anchor)

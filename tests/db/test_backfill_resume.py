@@ -10,7 +10,9 @@ unit at once, or fails it."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -23,14 +25,16 @@ from indexer.backfill import (
     Discovered,
     Range,
     Stored,
+    StoredProgress,
     WalletProgress,
     backfill_agent,
     backfill_wallet,
     forget_progress,
     load_progress,
 )
+from indexer.db.connection import server_life
 from indexer.errors import RpcUnavailable
-from indexer.pipeline import WorkUnit
+from indexer.pipeline import UnitResult, WorkUnit
 from indexer.rpc.protocol import SignatureInfo
 
 WALLET = "W"
@@ -78,6 +82,7 @@ class Fetching:
     def __init__(self) -> None:
         self.submitted: list[str] = []
         self.failing: set[str] = set()
+        self.forgotten = 0  # forget_committed() calls: the server changed under a run
 
     def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -85,8 +90,11 @@ class Fetching:
         if self.failing.intersection(unit.signatures):
             future.set_exception(RpcUnavailable("getTransaction: HTTP 503"))
         else:
-            future.set_result(None)
+            future.set_result(UnitResult())
         return future
+
+    def forget_committed(self) -> None:
+        self.forgotten += 1
 
     def taken(self) -> list[str]:
         """What was submitted since the last call, oldest first."""
@@ -370,3 +378,63 @@ async def test_connections_lost_between_pages_are_ridden_out(pool: AsyncConnecti
         assert fetching.taken() == landed  # each once
         assert await stored(pool) == Stored(None, True, landed[-1])
     assert ("db_retry", "backfill_progress") in [(e["event"], e.get("what")) for e in logs]
+
+
+GONE = datetime(2026, 1, 1, tzinfo=UTC)  # a server life that ended: a failover's old primary
+
+
+class CommittedInLives(Fetching):
+    """Units committed in the database's server life (``life``), but those holding
+    ``earlier`` -- until the run forgets what it committed -- in the life that ended."""
+
+    def __init__(self, life: datetime, earlier: set[str]) -> None:
+        super().__init__()
+        self.life, self.earlier = life, earlier
+
+    def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
+        self.submitted.extend(unit.signatures)
+        gone = self.forgotten == 0 and bool(self.earlier.intersection(unit.signatures))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(UnitResult(servers=frozenset({GONE if gone else self.life})))
+        return future
+
+
+async def _life(pool: AsyncConnectionPool[Any]) -> datetime:
+    async with pool.connection() as conn:
+        return await server_life(conn)
+
+
+async def test_a_page_committed_in_a_server_life_that_ended_is_written_again(
+        pool: AsyncConnectionPool[Any]) -> None:
+    """The second page's unit was committed before a failover (the server life that ended),
+    the first page's progress saved after it: the second page's progress is not saved in
+    the new life, which may lack its rows; the wallet starts over from the first page's."""
+    history = History(size=2)
+    landed = history.land(6)  # pages: tx6 tx5 | tx4 tx3 | tx2 tx1
+    async with pool:
+        fetching = CommittedInLives(await _life(pool), earlier={landed[3]})
+        with capture_logs() as logs:
+            progress = await run(history, fetching, pool)
+        assert progress.done
+        assert fetching.forgotten == 1
+        # Again: what arrived since tx6 (nothing), then below tx5.
+        assert history.listings == [(None, None), (landed[-1], None), (None, landed[4])]
+        assert Counter(fetching.submitted) == Counter(landed + landed[:4])  # tx4-tx1 twice
+        assert await stored(pool) == Stored(None, True, landed[-1])
+    assert [e["address"] for e in logs if e["event"] == "backfill_server_changed"] == [WALLET]
+
+
+async def test_a_save_the_database_makes_in_another_life_is_refused(
+        pool: AsyncConnectionPool[Any]) -> None:
+    """Progress read and pages committed in a life that ended: the database, in its new
+    life, refuses the first save, and the wallet reads its progress again and starts over."""
+    history = History(size=2)
+    landed = history.land(4)
+    async with pool:
+        fetching = CommittedInLives(await _life(pool), earlier=set(landed))
+        progress = await backfill_wallet(WALLET, WHOLE, rpc=history, pipeline=fetching, pool=pool,
+                                         stored=StoredProgress({}, server=GONE))
+        assert (progress.done, fetching.forgotten) == (True, 1)
+        assert history.listings == [(None, None), (None, None)]  # nothing was saved: from the top
+        assert Counter(fetching.submitted) == Counter(landed * 2)
+        assert await stored(pool) == Stored(None, True, landed[-1])

@@ -87,10 +87,15 @@ class TcpProxy:
                 self._server.close()
             for writer in list(self._writers):
                 writer.transport.abort()
+            piping = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in piping:
+                task.cancel()
+            await asyncio.gather(*piping, return_exceptions=True)
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
 
 @contextlib.contextmanager

@@ -29,7 +29,7 @@ from indexer.backfill import (
     until_anchor,
 )
 from indexer.errors import RpcError, RpcUnavailable
-from indexer.pipeline import WorkUnit
+from indexer.pipeline import UnitResult, WorkUnit
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class Units:
     def commit_page(self, page: int) -> None:
         for first, (_, future) in self.units.items():
             if first.startswith(f"s{page}-") and not future.done():
-                future.set_result(None)
+                future.set_result(UnitResult())
 
     def fail_page(self, page: int) -> None:
         for first, (_, future) in self.units.items():
@@ -159,7 +159,7 @@ async def test_an_agents_addresses_run_at_once_and_share_transactions() -> None:
     await units.until_submitted(3)  # W's two units and T's own one; s0-b is not submitted twice
     assert sorted(u.signatures for u, _ in units.units.values()) == [
         ("s0-a", "s0-b"), ("s0-c",), ("x-1",)]
-    units.units["x-1"][1].set_result(None)
+    units.units["x-1"][1].set_result(UnitResult())
     for _ in range(5):
         await asyncio.sleep(0)  # let the run react, if it (wrongly) would
     assert seen.values == []  # T's page also waits for s0-b, in W's unit
@@ -197,11 +197,11 @@ async def test_agents_backfilled_together_fetch_a_transaction_between_them_once(
                                                pool=None, shared=shared)) for agent in ("A", "B")]
     await units.until_submitted(2)
     assert sorted(u.signatures for u, _ in units.units.values()) == [("a-1", "ab"), ("b-1",)]
-    units.units["b-1"][1].set_result(None)
+    units.units["b-1"][1].set_result(UnitResult())
     for _ in range(5):
         await asyncio.sleep(0)
     assert not runs[1].done()  # B's page waits for "ab", in A's unit
-    units.units["a-1"][1].set_result(None)  # A's unit: a-1 and ab
+    units.units["a-1"][1].set_result(UnitResult())  # A's unit: a-1 and ab
     totals = await asyncio.wait_for(asyncio.gather(*runs), 5)
     assert [(t.scanned, t.submitted) for t in totals] == [(2, 2), (2, 2)]
     assert shared == {}  # committed units leave the table
@@ -252,11 +252,11 @@ async def test_an_agent_is_as_far_as_its_slowest_address() -> None:
         "W", ["T"], Range(since=Bound(slot=0)), rpc=histories, pipeline=units, pool=None,
         on_page=lambda p: reports.append(p.share)))
     await units.until_submitted(2)
-    units.units["t-1"][1].set_result(None)  # T: covered to slot 50 of 100..0, then done
+    units.units["t-1"][1].set_result(UnitResult())  # T: covered to slot 50 of 100..0, then done
     for _ in range(10):
         await asyncio.sleep(0)
     assert reports == [None, None]  # W has not reported: the agent's share is unknown
-    units.units["w-1"][1].set_result(None)  # W: covered to slot 90, then done
+    units.units["w-1"][1].set_result(UnitResult())  # W: covered to slot 90, then done
     total = await asyncio.wait_for(run, 5)
     assert reports == [None, None, pytest.approx(0.1), 1.0]  # W's 0.1, not T's 1.0
     assert total.share == 1.0
@@ -276,7 +276,7 @@ async def test_an_address_done_in_an_earlier_run_counts_as_done(db_url: str) -> 
             on_page=lambda p: reports.append(p.share),
             stored=StoredProgress({"T": Stored(None, True, None)})))
         await units.until_submitted(1)
-        units.units["w-1"][1].set_result(None)  # W: covered to slot 90 of 100..0, then done
+        units.units["w-1"][1].set_result(UnitResult())  # W: covered to slot 90 of 100..0, then done
         total = await asyncio.wait_for(run, 5)
     assert reports == [None, pytest.approx(0.1), 1.0]  # T done first; W not reported yet
     assert total.share == 1.0
@@ -294,7 +294,7 @@ class Committing:
     def submit(self, unit: WorkUnit) -> asyncio.Future[Any]:
         self.submitted.extend(unit.signatures)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        future.set_result(None)
+        future.set_result(UnitResult())
         return future
 
 
