@@ -27,6 +27,7 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -36,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from indexer import finality
 from indexer.config import Settings, redact_url
-from indexer.db.connection import translate
+from indexer.db.connection import server_life, translate
 from indexer.db.task_owners import task_owner_lookup
 from indexer.errors import DatabaseUnavailable, first_line, is_transient
 from indexer.gapfill import GapFiller
@@ -80,6 +81,11 @@ async def _cancel_until_done(tasks: set[asyncio.Task[Any]], *, every: float = 1.
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: one that ended the run was logged when it did
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def shard_lock_key(shard: Shard) -> int:
@@ -126,12 +132,13 @@ class Daemon:
         log.info("ops_listening", port=ops.port)
         try:
             while not self.stopping.is_set():
-                lock_conn = await self._acquire_shard_lock()
-                if lock_conn is None:
+                locked = await self._acquire_shard_lock()
+                if locked is None:
                     break
+                lock_conn, life = locked
                 self.metrics.shard_active.labels(str(self.shard)).set(1)
                 try:
-                    await self._run_active(lock_conn)
+                    await self._run_active(lock_conn, life)
                 finally:
                     self.active.clear()
                     self.metrics.shard_active.labels(str(self.shard)).set(0)
@@ -141,29 +148,35 @@ class Daemon:
             await ops.close()
             log.info("daemon_stopped")
 
-    async def _acquire_shard_lock(self) -> psycopg.AsyncConnection[Any] | None:
+    async def _acquire_shard_lock(self) -> tuple[psycopg.AsyncConnection[Any], datetime] | None:
+        """The shard lock's connection and the life of the server it holds it in (the only
+        one the daemon commits in until the lock is lost); None once stopping."""
         key = shard_lock_key(self.shard)
         waiting_logged = False
         while not self.stopping.is_set():
+            conn: psycopg.AsyncConnection[Any] | None = None
             try:
                 conn = await self._connect()
                 cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
                 row = await cur.fetchone()
                 if row and row[0]:
                     log.info("shard_lock_acquired", shard=str(self.shard))
-                    return conn
+                    return conn, await server_life(conn)
                 await conn.close()
                 if not waiting_logged:
                     log.info("standby_waiting_for_shard", shard=str(self.shard))
                     waiting_logged = True
             except (DatabaseUnavailable, psycopg.Error, OSError) as exc:
                 log.warning("shard_lock_unavailable", error=str(exc))
+                if conn is not None:  # lost as the lock was taken: the lock went with it
+                    with contextlib.suppress(psycopg.Error, OSError):
+                        await conn.close()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self.stopping.wait()
         return None
 
-    async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any], life: datetime) -> None:
         settings = self.settings
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.database_url, min_size=1, max_size=max(4, settings.gapfill_concurrency),
@@ -172,13 +185,13 @@ class Daemon:
         writes = writer_pool(self.database_url)
         await writes.open(wait=False)
         try:
-            await self._serve(lock_conn, pool, writes)
+            await self._serve(lock_conn, pool, writes, life=life)
         finally:  # an orderly shutdown closed them already, in order; this covers a failed start
             await writes.close()
             await pool.close()
 
     async def _serve(self, lock_conn: psycopg.AsyncConnection[Any], pool: AsyncConnectionPool[Any],
-                     writes: AsyncConnectionPool[Any]) -> None:
+                     writes: AsyncConnectionPool[Any], *, life: datetime) -> None:
         settings = self.settings
         rate = settings.rpc_requests_per_second or None
         async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,
@@ -196,7 +209,10 @@ class Daemon:
                     known.add(account)
                     subs.add([account])
 
-            pipeline = Pipeline(source=rpc, writer=PostgresWriter(writes), watched=watched,
+            # Commits in the shard lock's server life only: the cursors continue from what
+            # was committed, and a failover's new server may lack it (sink.PostgresWriter).
+            writer = PostgresWriter(writes, life=life)
+            pipeline = Pipeline(source=rpc, writer=writer, watched=watched,
                                 metrics=self.metrics, task_lookup=task_owner_lookup(pool),
                                 on_token_account=on_token_account,
                                 fetch_workers=settings.fetch_workers)
@@ -211,7 +227,9 @@ class Daemon:
                         fill_queue.put_nowait(wallet)
 
             def on_signature(wallet: str, signature: str, received: float) -> None:
-                pipeline.submit(WorkUnit((signature,), "live", received_at=received))
+                # A failed unit is logged by the pipeline; the next gap-fill fetches it again.
+                pipeline.submit(WorkUnit((signature,), "live", received_at=received)).add_done_callback(
+                    _retrieved)
 
             async def discover_token_accounts(owners: Collection[str]) -> None:
                 """Agents' SPL token accounts, watched like the wallets themselves."""
@@ -366,10 +384,13 @@ class Daemon:
                       for i in range(settings.gapfill_concurrency)),
                 ]
                 watch = asyncio.create_task(lock_watch(), name="shard-lock")
+                moved = asyncio.create_task(writer.moved.wait(), name="server-life")
                 stop = asyncio.create_task(self.stopping.wait())
-                done, _ = await asyncio.wait({stop, watch, *intake, *workers},
+                done, _ = await asyncio.wait({stop, watch, moved, *intake, *workers},
                                              return_when=asyncio.FIRST_COMPLETED)
-                lock_lost = watch in done
+                if moved in done:  # before the lock's probe noticed: start over all the same
+                    log.warning("shard_server_changed", shard=str(self.shard))
+                lock_lost = watch in done or moved in done
                 for task in done:
                     if task not in (stop, watch) and not task.cancelled() and task.exception():
                         log.error("daemon_task_failed", task=task.get_name(),
@@ -378,7 +399,7 @@ class Daemon:
                 # before the lock's connection is closed (psycopg logged "query
                 # cancellation failed: connection socket closed" at some shutdowns).
                 # Cancelled again until they end, as the intake below.
-                await _cancel_until_done({watch, stop})
+                await _cancel_until_done({watch, moved, stop})
             finally:
                 # Shutdown order: stop intake, drain the pipeline within the deadline,
                 # then cancel the rest and close the pools. Without the shard lock nothing

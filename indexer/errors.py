@@ -9,9 +9,6 @@ split at the root by what the caller should do about it:
         ``RpcRateLimited``    HTTP 429 / -32005; carries ``retry_after`` seconds.
         ``DatabaseUnavailable`` connection lost, server shutting down, serialization
                               failure or deadlock (classified by SQLSTATE).
-        ``ServerChanged``     the database is served by another server (or the same one
-                              restarted) than earlier commits were: they may be lost, and
-                              work that continues from them starts over from the database.
     ``PermanentError`` -- retrying the same input gives the same answer.
         ``ConfigError``       bad configuration; the CLI prints one line, exits 2.
         ``DecodeError``       an RPC payload we cannot decode; carries a ``reason`` code
@@ -22,6 +19,10 @@ split at the root by what the caller should do about it:
         ``DatabaseError``     a constraint violation or other non-retryable SQLSTATE;
                               names the constraint when there is one.
         ``MigrationError``    a migration file changed after it was applied, or failed.
+        ``ServerChanged``     the database is served by another server (or the same one
+                              restarted) than earlier commits were: they may be lost, and
+                              work that continues from them must start over from what the
+                              database holds, not retry.
 
 Third-party exceptions are translated at the boundary with ``raise X(...) from exc``;
 :func:`is_transient` is the single retry classifier used by every retry policy.
@@ -84,11 +85,11 @@ class DatabaseUnavailable(TransientError):
     """The database cannot be reached or asked us to retry (by SQLSTATE class)."""
 
 
-class ServerChanged(TransientError):
+class ServerChanged(PermanentError):
     """Work that continues from earlier commits met a server other than the one they were
     made on (``indexer.db.connection.server_life``): a standby promoted in a failover, or a
-    server restarted, may lack them. Raised outside any database retry; the work reads what
-    the database now holds and starts over from there."""
+    server restarted, may lack them. Retrying the same statement in the new life gives the
+    same answer; the work reads what the database now holds and starts over from there."""
 
 
 class DatabaseError(PermanentError):

@@ -12,6 +12,7 @@ statement, so the row insert's snapshot sees users a concurrent writer just adde
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -28,6 +29,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from indexer.db.connection import pooled, server_life, translate
+from indexer.errors import ServerChanged
 
 log = structlog.get_logger(__name__)
 
@@ -565,11 +567,16 @@ class PostgresWriter:
     Each result names the life of the server the batch committed on (``server_life``, read
     once a connection), so that work continuing from it can tell when a failover or a
     restart may have lost it. The ids the COPYs looked up on another life are forgotten.
+    With ``life``, batches commit in that life only: in another, nothing is written, the
+    batch fails with ServerChanged and ``moved`` is set (the daemon: its cursors continue
+    from what it committed, and it starts over from the database's).
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, give_up_after: float | None = None,
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, life: datetime | None = None) -> None:
         self.pool = pool
+        self.life = life
+        self.moved = asyncio.Event()
         self.give_up_after = give_up_after
         self.max_backoff = max_backoff
         # Copy large batches while they meet no row already written; once one does, insert
@@ -585,6 +592,10 @@ class PostgresWriter:
             life = self._lives.get(conn)
             if life is None:
                 life = self._lives[conn] = await server_life(conn)
+            if self.life is not None and life != self.life:
+                self.moved.set()
+                raise ServerChanged(f"the database is in a server life that started at {life.isoformat()}, "
+                                    f"not the one this writer commits in ({self.life.isoformat()})")
             if life != self.server:
                 if self.server is not None:  # a user or task looked up there may be gone
                     log.warning("db_server_changed", was=self.server.isoformat(), now=life.isoformat())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
 
@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from indexer import sink
 from indexer.decode.models import Leg, TransferRow, jsonb_key_order
-from indexer.errors import DatabaseError
+from indexer.errors import DatabaseError, ServerChanged
 from indexer.sink import _INSERT_ROWS, _INSERT_STAGED, Batch, rows_document, staged_values, write_batch
 from tests.db.test_schema import add_agents_and_users, wallet
 from tests.db.test_schema import signature as a_signature
@@ -435,3 +435,24 @@ async def test_each_batch_names_the_server_life_it_was_committed_in(conn: psycop
     assert cut == [(True,)]
     assert life == (first.server,) == (second.server,)
     assert [e["event"] for e in logs] == ["db_write_retry"]  # retried; not a server change
+
+
+async def test_a_writer_bound_to_a_server_life_writes_in_no_other(conn: psycopg.Connection,
+                                                                  db_url: str) -> None:
+    """The daemon's writer commits in the shard lock's server life only: in another (a
+    failover's standby), nothing is written and the writer says it moved."""
+    _register(conn)
+    (life,) = conn.execute("SELECT pg_postmaster_start_time()").fetchone() or (None,)
+    pool = sink.writer_pool(db_url)
+    await pool.open()
+    try:
+        elsewhere = sink.PostgresWriter(pool, give_up_after=5, life=life - timedelta(days=1))
+        with pytest.raises(ServerChanged):
+            await elsewhere(Batch(rows=(_row(1, signature=a_signature(1)),)))
+        assert elsewhere.moved.is_set()
+        here = sink.PostgresWriter(pool, give_up_after=5, life=life)
+        written = await here(Batch(rows=(_row(2, signature=a_signature(2)),)))
+    finally:
+        await pool.close()
+    assert (written.inserted_total, here.moved.is_set()) == (1, False)
+    assert conn.execute("SELECT transaction_signature FROM transactions").fetchall() == [(a_signature(2),)]

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import psycopg
+from psycopg import conninfo
 
 from indexer.daemon import shard_lock_key
 from indexer.db import embedded, migrations
@@ -31,6 +32,8 @@ from tests.e2e.harness import (
     running_daemon,
     truth_differences,
 )
+from tests.support.proxy import tcp_proxy
+from tests.support.servers import promoted_copy
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
 
@@ -238,3 +241,43 @@ async def test_database_connections_cut_are_ridden_out_in_place(db_url: str) -> 
         assert not daemon.logged("daemon_task_failed"), daemon.tail()
         assert dead_letters(db_url) == []
         assert await daemon.stop() == 0, daemon.tail()
+
+
+async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tmp_path: Path) -> None:
+    """The database fails over to a standby that lacks the primary's last commits, and
+    the daemon's connections but the shard lock's reach it first: the lock, still held on
+    the old primary, would not tell for as long as that server lives. The writer refuses
+    to commit in the new server life -- its cursors would go on from rows the standby
+    lacks -- and the daemon starts over from the standby's cursors. No reconciliation
+    poll: only that start-over finds the lost rows again."""
+    primary = await asyncio.to_thread(embedded.start, tmp_path / "primary", durable=False)
+    try:
+        await asyncio.to_thread(ensure_database, primary.url(), "amoca")
+        primary_url = primary.url("amoca")
+        with connect(primary_url) as conn:
+            migrations.migrate(conn)
+        with tcp_proxy("127.0.0.1", primary.port) as proxy:
+            proxied = conninfo.make_conninfo(primary_url, port=proxy.port)
+            async with Localnet(CLUSTER) as net, running_daemon(
+                    proxied, net.http_url, net.ws_url, AMOCA_RECONCILE_INTERVAL="3600") as daemon:
+                await daemon.wait_logged("shard_lock_acquired")
+                workload = _traffic(net, primary_url, seed=71, rate=40, count=160)
+                await eventually(lambda: _at_least_rows(primary_url, 10), deadline=60, what="traffic indexed")
+                standby = await asyncio.to_thread(promoted_copy, primary, tmp_path / "standby")
+                standby_url = standby.url("amoca")
+                copied = row_count(standby_url)
+                # Commits the standby will never have.
+                await eventually(partial(_at_least_rows, primary_url, copied + 5), deadline=60,
+                                 what="rows committed on the primary after the copy")
+                proxy.retarget("127.0.0.1", standby.port)
+                assert await _cut_sessions_but_the_shard_lock(primary_url) > 0
+                summary = await workload
+                await eventually(lambda: truth_differences(standby_url, summary.truth), deadline=60,
+                                 what="the standby equal to the ground truth after the failover")
+                assert daemon.logged("shard_server_changed"), daemon.tail()
+                assert len(daemon.events("shard_lock_acquired")) == 2, daemon.tail()
+                assert dead_letters(standby_url) == []
+                assert await daemon.stop() == 0, daemon.tail()
+    finally:
+        for data_dir in (tmp_path / "primary", tmp_path / "standby"):
+            await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")

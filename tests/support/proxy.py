@@ -3,7 +3,7 @@
 
 Runs its own event loop in a thread, so synchronous and asynchronous tests alike can
 drive it. ``cut()`` closes every open connection abruptly; ``refuse()`` rejects new
-ones until ``accept()``.
+ones until ``accept()``; ``retarget()`` sends new ones to another server.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ class TcpProxy:
     def accept(self) -> None:
         self.refusing = False
 
+    def retarget(self, host: str, port: int) -> None:
+        """New connections go to ``host:port`` (a failover's new primary); open ones stay."""
+        self.target = (host, port)
+
     @property
     def open_connections(self) -> int:
         return len(self._writers) // 2
@@ -87,10 +91,9 @@ class TcpProxy:
                 self._server.close()
             for writer in list(self._writers):
                 writer.transport.abort()
+            # Each connection's pipes end on the aborted transports: wait for them.
             piping = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in piping:
-                task.cancel()
-            await asyncio.gather(*piping, return_exceptions=True)
+            await asyncio.wait(piping, timeout=5) if piping else None
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
