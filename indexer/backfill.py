@@ -31,7 +31,7 @@ of a signature page carries its `blockTime`, so they filter as they stream.
 Progress is only ever saved in the life of the server the page's rows were committed in
 (``indexer.db.connection.server_life``), and in the life of the address's previous save:
 within one life commits are kept in order, so a save kept keeps the rows it vouches for.
-A failover to a standby that lacks the last commits, or a restart that lost them, is a
+A failover to a standby that lacks the last commits, or a crash that lost them, is a
 new life: the address's next save is refused (``ServerChanged``), and the address starts
 over from the progress the database now holds -- its pages since then written again,
 which writes nothing twice. Without this a run riding the outage out would save its next
@@ -58,6 +58,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from uuid import UUID
 
 import psycopg
 import structlog
@@ -229,7 +230,7 @@ class WalletProgress:
     done: bool = False
     share: float | None = None  # of the range covered (see range_share); 1.0 once done
     newest: str | None = None  # the newest finalized signature covered (open-ended ranges)
-    server: datetime | None = None  # the life of the server its progress was last saved in
+    server: UUID | None = None  # the life of the server its progress was last saved in
 
 
 def range_share(window: Range, top: SignatureInfoLike, reached: SignatureInfoLike) -> float | None:
@@ -269,7 +270,7 @@ class StoredProgress(Mapping[str, Stored]):
     __slots__ = ("_by_address", "_by_owner", "server")
 
     def __init__(self, by_address: Mapping[str, Stored] | None = None, *,
-                 server: datetime | None = None) -> None:
+                 server: UUID | None = None) -> None:
         self._by_address: dict[str, Stored] = dict(by_address or {})
         self.server = server  # the life of the server it was read in; None: not known
         self._by_owner: dict[str, set[str]] = {}
@@ -301,7 +302,7 @@ INSERT INTO backfill_progress (wallet_address, range_key, before_signature, done
                                owner_wallet)
 SELECT %(address)s::text, %(key)s::text, %(before)s::text, %(done)s::boolean, %(newest)s::text,
        %(owner)s::text
-WHERE %(life)s::timestamptz IS NULL OR {SERVER_LIFE} = %(life)s::timestamptz
+WHERE %(life)s::uuid IS NULL OR {SERVER_LIFE} = %(life)s::uuid
 ON CONFLICT (wallet_address, range_key) DO UPDATE
 SET before_signature = excluded.before_signature, done = excluded.done,
     newest_signature = excluded.newest_signature,
@@ -457,7 +458,7 @@ async def _backfill_wallet(
     progress = WalletProgress(wallet)
     range_key = window.key()
     before = window.until.signature if window.until else None
-    life: datetime | None = None  # the server life the wallet's progress stands on
+    life: UUID | None = None  # the server life the wallet's progress stands on
     if pool is not None:
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
@@ -527,7 +528,7 @@ async def _backfill_wallet(
     return progress
 
 
-def _one_life(address: str, life: datetime | None, results: Sequence[UnitResult]) -> datetime | None:
+def _one_life(address: str, life: UUID | None, results: Sequence[UnitResult]) -> UUID | None:
     """The one server life a page's save must be made in: that of the address's progress
     and of every commit of the page's units (pure). None: any (nothing committed yet)."""
     lives = {server for result in results for server in result.servers}
@@ -566,7 +567,7 @@ def _newest_finalized(page: Sequence[SignatureInfoLike]) -> str | None:
 async def _since_then(wallet: str, window: Range, newest: str, progress: WalletProgress, *,
                       rpc: PageSource, pipeline: UnitSink, pool: AsyncConnectionPool[Any],
                       on_page: Callable[[WalletProgress], None], pages_ahead: int,
-                      shared: InFlight | None, owner: str | None) -> datetime:
+                      shared: InFlight | None, owner: str | None) -> UUID:
     """Backfill what ``wallet`` listed after ``newest`` (an earlier run's top), as the range
     since it, then make its newest signature the range's own (``progress.newest``), in the
     server life that range was saved in; that life. Its pages count in ``progress``."""
@@ -580,7 +581,7 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
                                       on_page=counted, pages_ahead=pages_ahead, shared=shared,
                                       owner=owner)
     progress.newest = caught_up.newest or newest  # nothing finalized since: the same top
-    async def adopt(conn: psycopg.AsyncConnection[Any]) -> datetime | None:
+    async def adopt(conn: psycopg.AsyncConnection[Any]) -> UUID | None:
         async with conn.transaction():
             life = await server_life(conn)
             if caught_up.server is not None and life != caught_up.server:
@@ -616,13 +617,13 @@ async def _execute(pool: AsyncConnectionPool[Any], statement: str, params: tuple
 
 
 async def _save(pool: AsyncConnectionPool[Any], wallet: str, range_key: str, before: str | None, *,
-                done: bool, newest: str | None, owner: str | None, life: datetime | None) -> datetime:
+                done: bool, newest: str | None, owner: str | None, life: UUID | None) -> UUID:
     """Save ``wallet``'s progress in server life ``life`` (None: any, but one); the life
     it was saved in. ServerChanged when the database is in another."""
     params = {"address": wallet, "key": range_key, "before": before, "done": done, "newest": newest,
               "owner": owner, "life": life}
 
-    async def save(conn: psycopg.AsyncConnection[Any]) -> datetime | None:
+    async def save(conn: psycopg.AsyncConnection[Any]) -> UUID | None:
         row = await (await conn.execute(_SAVE, params)).fetchone()
         return None if row is None else row[0]
 

@@ -27,8 +27,8 @@ import random
 import signal
 import time
 from collections.abc import Awaitable, Callable, Collection
-from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import structlog
@@ -148,7 +148,7 @@ class Daemon:
             await ops.close()
             log.info("daemon_stopped")
 
-    async def _acquire_shard_lock(self) -> tuple[psycopg.AsyncConnection[Any], datetime] | None:
+    async def _acquire_shard_lock(self) -> tuple[psycopg.AsyncConnection[Any], UUID] | None:
         """The shard lock's connection and the life of the server it holds it in (the only
         one the daemon commits in until the lock is lost); None once stopping."""
         key = shard_lock_key(self.shard)
@@ -176,7 +176,7 @@ class Daemon:
                     await self.stopping.wait()
         return None
 
-    async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any], life: datetime) -> None:
+    async def _run_active(self, lock_conn: psycopg.AsyncConnection[Any], life: UUID) -> None:
         settings = self.settings
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.database_url, min_size=1, max_size=max(4, settings.gapfill_concurrency),
@@ -191,7 +191,7 @@ class Daemon:
             await pool.close()
 
     async def _serve(self, lock_conn: psycopg.AsyncConnection[Any], pool: AsyncConnectionPool[Any],
-                     writes: AsyncConnectionPool[Any], *, life: datetime) -> None:
+                     writes: AsyncConnectionPool[Any], *, life: UUID) -> None:
         settings = self.settings
         rate = settings.rpc_requests_per_second or None
         async with RpcClient(settings.rpc_urls, max_concurrency=settings.rpc_max_concurrency,

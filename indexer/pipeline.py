@@ -21,7 +21,7 @@ rather than risk a cursor passing an uncommitted row.
 A unit's result names the lives of the servers its work was committed on (the writer's
 ``WriteResult.server``; that of an earlier commit for a signature it skipped as
 remembered): work that continues from the unit (a backfill's progress) can tell a
-failover or a restart that may have lost it. A batch committed on a new life forgets
+failover or a crash that may have lost it. A batch committed on a new life forgets
 what the LRU remembers: the old life's commits may be gone.
 """
 
@@ -32,7 +32,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -89,7 +88,7 @@ class UnitResult:
     duplicates: int = 0
     dead_letters: int = 0
     skipped_signatures: int = 0
-    servers: frozenset[datetime] = frozenset()  # the lives its work was committed in
+    servers: frozenset[UUID] = frozenset()  # the lives its work was committed in
 
 
 @dataclass(slots=True)
@@ -105,10 +104,10 @@ class _Decoded:
     rows: list[Any] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     processed: list[str] = field(default_factory=list)
-    earlier: set[datetime] = field(default_factory=set)  # lives of the remembered ones skipped
+    earlier: set[UUID] = field(default_factory=set)  # lives of the remembered ones skipped
 
 
-class CommittedSignatures(OrderedDict[str, "datetime | None"]):
+class CommittedSignatures(OrderedDict[str, "UUID | None"]):
     """A bounded LRU of signatures whose processing is committed, each with the life of the
     server it was committed on (None: unknown). An OrderedDict itself, so that ``in`` --
     asked of every signature fetched -- is the dict's own, in C."""
@@ -117,7 +116,7 @@ class CommittedSignatures(OrderedDict[str, "datetime | None"]):
         super().__init__()
         self.capacity = capacity
 
-    def add_all(self, signatures: Sequence[str], server: datetime | None = None) -> None:
+    def add_all(self, signatures: Sequence[str], server: UUID | None = None) -> None:
         for signature in signatures:
             self[signature] = server
             self.move_to_end(signature)
@@ -159,7 +158,7 @@ class Pipeline:
         self.clock = clock
         self.wall_clock = wall_clock
         self.committed = CommittedSignatures()
-        self.server: datetime | None = None  # the life the last batch was committed in
+        self.server: UUID | None = None  # the life the last batch was committed in
         self._fetch_q: asyncio.Queue[_Pending] = asyncio.Queue()
         self._write_q: asyncio.Queue[_Decoded] = asyncio.Queue()
         self._task_owners: dict[UUID, str] = {}

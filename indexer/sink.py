@@ -103,7 +103,7 @@ class WriteResult:
     dead_letters: int = 0
     cursors: int = 0
     copied: bool = False  # the rows went straight into the table by COPY (``_write_copied``)
-    server: datetime | None = None  # the life of the server it committed on (``server_life``)
+    server: UUID | None = None  # the life of the server it committed on (``server_life``)
 
     @property
     def inserted_total(self) -> int:
@@ -566,14 +566,14 @@ class PostgresWriter:
 
     Each result names the life of the server the batch committed on (``server_life``, read
     once a connection), so that work continuing from it can tell when a failover or a
-    restart may have lost it. The ids the COPYs looked up on another life are forgotten.
+    crash may have lost it. The ids the COPYs looked up on another life are forgotten.
     With ``life``, batches commit in that life only: in another, nothing is written, the
     batch fails with ServerChanged and ``moved`` is set (the daemon: its cursors continue
     from what it committed, and it starts over from the database's).
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any], *, give_up_after: float | None = None,
-                 max_backoff: float = 5.0, life: datetime | None = None) -> None:
+                 max_backoff: float = 5.0, life: UUID | None = None) -> None:
         self.pool = pool
         self.life = life
         self.moved = asyncio.Event()
@@ -584,8 +584,8 @@ class PostgresWriter:
         # then pays one failed COPY, not one a batch.
         self.copy = True
         self.known = KnownIds()  # what the COPYs have looked up (``write_batch``)
-        self.server: datetime | None = None  # the life the last batch was written in
-        self._lives: WeakKeyDictionary[psycopg.AsyncConnection[Any], datetime] = WeakKeyDictionary()
+        self.server: UUID | None = None  # the life the last batch was written in
+        self._lives: WeakKeyDictionary[psycopg.AsyncConnection[Any], UUID] = WeakKeyDictionary()
 
     async def __call__(self, batch: Batch) -> WriteResult:
         async def write(conn: psycopg.AsyncConnection[Any]) -> WriteResult:
@@ -594,11 +594,11 @@ class PostgresWriter:
                 life = self._lives[conn] = await server_life(conn)
             if self.life is not None and life != self.life:
                 self.moved.set()
-                raise ServerChanged(f"the database is in a server life that started at {life.isoformat()}, "
-                                    f"not the one this writer commits in ({self.life.isoformat()})")
+                raise ServerChanged(f"the database is in server life {life}, not the one this writer "
+                                    f"commits in ({self.life}): it may lack what was committed there")
             if life != self.server:
                 if self.server is not None:  # a user or task looked up there may be gone
-                    log.warning("db_server_changed", was=self.server.isoformat(), now=life.isoformat())
+                    log.warning("db_server_changed", was=str(self.server), now=str(life))
                     self.known.clear()
                 self.server = life
             return replace(await write_batch(conn, batch, copy=self.copy, known=self.known), server=life)

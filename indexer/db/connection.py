@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import UUID
 
 import psycopg
 import structlog
@@ -63,23 +63,26 @@ def translate(exc: psycopg.Error) -> IndexerError:
     return DatabaseError(message, sqlstate=sqlstate, constraint=constraint)
 
 
-# A server's life: when its postmaster started. A standby promoted in a failover, or a
-# server restarted after a crash, starts a new one, and may lack commits the old one
-# acknowledged (an asynchronous standby, ``synchronous_commit = off``); within one life,
-# commits are kept in the order they were made, so a later one kept keeps every earlier
-# one. Work that continues from what it committed (a backfill's progress, a cursor) asks
-# that its next commit be in the same life. A connection stays in the life it opened in
-# (a direct connection or session pooling; transaction pooling is not supported, as the
-# writer's staging table is not). Any role may ask.
-SERVER_LIFE = "pg_postmaster_start_time()"
+# A server's life (``sql/0019_server_life.sql``): a token that lasts while no commit the
+# server acknowledged can have been lost. A crash (of the server, or of one backend, which
+# resets shared memory: commits made with synchronous_commit off may be lost) or a
+# failover to a standby that lacks the last commits starts a new one; a clean restart
+# does not. Within one life commits are kept in the order they were made, so a later one
+# kept keeps every earlier one. Work that continues from what it committed (a backfill's
+# progress, the daemon's cursors) asks that its next commit be in the same life. A
+# connection stays in the life it opened in (a direct connection or session pooling;
+# transaction pooling is not supported, as the writer's staging table is not): no life
+# ends without ending every session.
+SERVER_LIFE = "indexer_server_life()"
 
 
-async def server_life(conn: psycopg.AsyncConnection[Any]) -> datetime:
-    """The life of the server ``conn`` is on (:data:`SERVER_LIFE`)."""
+async def server_life(conn: psycopg.AsyncConnection[Any]) -> UUID:
+    """The life of the server ``conn`` is on (:data:`SERVER_LIFE`; the first to ask in a
+    new life draws it)."""
     cur = await conn.execute(f"SELECT {SERVER_LIFE}")
     row = await cur.fetchone()
     assert row is not None
-    life: datetime = row[0]
+    life: UUID = row[0]
     return life
 
 

@@ -10,9 +10,9 @@ unit at once, or fails it."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -380,14 +380,14 @@ async def test_connections_lost_between_pages_are_ridden_out(pool: AsyncConnecti
     assert ("db_retry", "backfill_progress") in [(e["event"], e.get("what")) for e in logs]
 
 
-GONE = datetime(2026, 1, 1, tzinfo=UTC)  # a server life that ended: a failover's old primary
+GONE = uuid.UUID(int=1)  # a server life that ended: a failover's old primary
 
 
 class CommittedInLives(Fetching):
     """Units committed in the database's server life (``life``), but those holding
     ``earlier`` -- until the run forgets what it committed -- in the life that ended."""
 
-    def __init__(self, life: datetime, earlier: set[str]) -> None:
+    def __init__(self, life: uuid.UUID, earlier: set[str]) -> None:
         super().__init__()
         self.life, self.earlier = life, earlier
 
@@ -399,7 +399,7 @@ class CommittedInLives(Fetching):
         return future
 
 
-async def _life(pool: AsyncConnectionPool[Any]) -> datetime:
+async def _life(pool: AsyncConnectionPool[Any]) -> uuid.UUID:
     async with pool.connection() as conn:
         return await server_life(conn)
 

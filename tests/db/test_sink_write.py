@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -416,10 +416,10 @@ async def test_a_payer_a_finality_pass_is_moving_does_not_hold_the_writer(
 
 async def test_each_batch_names_the_server_life_it_was_committed_in(conn: psycopg.Connection,
                                                                      db_url: str) -> None:
-    """The life is the server's (its postmaster's start): a connection lost and made again
-    to the same server is the same life, which no failover has replaced."""
+    """A connection lost and made again to the same server is the same life: nothing it
+    committed was lost."""
     _register(conn)
-    life = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    life = conn.execute("SELECT indexer_server_life()").fetchone()
     pool = sink.writer_pool(db_url)
     await pool.open()
     try:
@@ -442,11 +442,11 @@ async def test_a_writer_bound_to_a_server_life_writes_in_no_other(conn: psycopg.
     """The daemon's writer commits in the shard lock's server life only: in another (a
     failover's standby), nothing is written and the writer says it moved."""
     _register(conn)
-    (life,) = conn.execute("SELECT pg_postmaster_start_time()").fetchone() or (None,)
+    (life,) = conn.execute("SELECT indexer_server_life()").fetchone() or (None,)
     pool = sink.writer_pool(db_url)
     await pool.open()
     try:
-        elsewhere = sink.PostgresWriter(pool, give_up_after=5, life=life - timedelta(days=1))
+        elsewhere = sink.PostgresWriter(pool, give_up_after=5, life=uuid.uuid4())
         with pytest.raises(ServerChanged):
             await elsewhere(Batch(rows=(_row(1, signature=a_signature(1)),)))
         assert elsewhere.moved.is_set()

@@ -2,13 +2,13 @@
 PostgreSQL server of the test's own (it is restarted; the suite's server never is).
 
 The standby promoted when an asynchronous primary dies lacks the primary's last commits;
-so does a server restarted with ``synchronous_commit = off``. Both are a new life of the
-server (``indexer.db.connection.server_life``). Here the server is restarted while no
-client can reach it (a proxy refuses them), and the rows the run committed after its last
-progress save that survives are deleted before the proxy lets the run back in: what such
-a standby would hold. The run rides the outage out; it must then notice that its pages
-were committed in a life that is gone, and write them again rather than save progress
-past them.
+so does a server that crashed with ``synchronous_commit = off``. Both are a new life of
+the server (``indexer.db.connection.server_life``). Here the server crashes (an immediate
+stop) and starts again while no client can reach it (a proxy refuses them), and the rows
+the run committed after its last progress save that survives are deleted before the
+proxy lets the run back in: what such a standby would hold. The run rides the outage
+out; it must then notice that its pages were committed in a life that is gone, and write
+them again rather than save progress past them.
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ class OwnServer:
 
 @pytest.fixture
 def own_server() -> Iterator[OwnServer]:
-    """An embedded server for this test alone, with every migration applied."""
+    """A durable embedded server for this test alone, with every migration applied."""
     folder = Path(tempfile.mkdtemp(prefix="amoca-failover-pg-"))
     data_dir = folder / "pg"
     try:
-        server = embedded.start(data_dir, durable=False)
+        server = embedded.start(data_dir)
         try:
             ensure_database(server.url(), EMBEDDED_DATABASE)
             url = server.url(EMBEDDED_DATABASE)
@@ -111,10 +111,10 @@ class Failover:
         self.proxy.accept()
 
     def _restart_losing(self, lost: list[str]) -> tuple[int, str | None]:
-        # A clean stop keeps every commit (the test server's synchronous_commit is off: an
-        # immediate one would lose the last of them too, but not always the same ones).
-        embedded.stop(self.server.data_dir, mode="fast")
-        embedded.start(self.server.data_dir, durable=False)
+        # A crash (an immediate stop: a new server life) of a durable server, which loses
+        # nothing of its own: what is lost is what the test deletes.
+        embedded.stop(self.server.data_dir, mode="immediate")
+        embedded.start(self.server.data_dir)
         with psycopg.connect(self.server.url, autocommit=True) as conn:
             deleted = conn.execute("DELETE FROM transactions WHERE transaction_signature = ANY(%s)",
                                    (lost,)).rowcount

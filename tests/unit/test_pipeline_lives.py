@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -16,8 +16,8 @@ from indexer.pipeline import Pipeline, WorkUnit
 from indexer.sink import Batch, WriteResult
 from tests.unit.test_decode_rules import AGENT, USER, TxBuilder
 
-OLD = datetime(2026, 1, 1, tzinfo=UTC)  # the primary's life
-NEW = datetime(2026, 1, 2, tzinfo=UTC)  # the promoted standby's
+OLD = UUID(int=1)  # the primary's life
+NEW = UUID(int=2)  # the promoted standby's
 
 
 class Server:
