@@ -1,13 +1,18 @@
 """``indexer_server_life()`` (sql/0019): one token while nothing acknowledged can have been
 lost, a new one once crash recovery or a failover has emptied its unlogged table. (The
-end-to-end failover tests crash and copy real servers; here the emptying is done by hand.)"""
+end-to-end failover tests crash and copy real servers; here the emptying is done by hand,
+but for one crash on a server of the test's own.)"""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
 import psycopg
+
+from tests.support.servers import own_server
 
 
 def _life(conn: psycopg.Connection) -> object:
@@ -60,3 +65,26 @@ def test_sessions_asking_first_at_once_agree_on_one_life(conn: psycopg.Connectio
         first.commit()
         asking.join(timeout=10)
     assert answers == [drawn]
+
+
+def test_a_backend_crash_is_a_new_life_though_the_postmaster_lives_on() -> None:
+    """One backend killed: the postmaster resets shared memory and recovers, and commits
+    made with synchronous_commit off that were still in its WAL buffers are gone -- with
+    the same postmaster, started at the same time. The life changes all the same."""
+    started = "SELECT indexer_server_life(), pg_postmaster_start_time()"
+    with own_server(durable=False) as server, psycopg.connect(server.url, autocommit=True) as conn:
+        before = conn.execute(started).fetchone()
+        os.kill(conn.info.backend_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:  # until the server has recovered
+            try:
+                with psycopg.connect(server.url, autocommit=True) as again:
+                    after = again.execute(started).fetchone()
+                break
+            except psycopg.OperationalError:
+                assert time.monotonic() < deadline, "the server did not recover"
+                time.sleep(0.05)
+    assert before is not None
+    assert after is not None
+    assert after[1] == before[1]  # the same postmaster
+    assert after[0] != before[0]  # a new life

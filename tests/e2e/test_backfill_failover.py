@@ -14,11 +14,7 @@ them again rather than save progress past them.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,8 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
 from indexer.backfill import Range, backfill_agent
-from indexer.db import embedded, migrations
-from indexer.db.connection import EMBEDDED_DATABASE, ensure_database
+from indexer.db import embedded
 from indexer.db.task_owners import task_owner_lookup
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, run_workload
@@ -41,40 +36,22 @@ from indexer.rpc.protocol import SignatureInfo
 from indexer.sink import PostgresWriter, writer_pool
 from tests.e2e.harness import database_rows, differences, expected_rows
 from tests.support.proxy import TcpProxy, tcp_proxy
+from tests.support.servers import OwnServer, own_server
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=17)
 WORKLOAD = WorkloadConfig(rate=500, count=120, agents=2, users=4, seed=17)
 PAGE = 8  # signatures a listing page: the agent's wallet history takes several
 
 
-@dataclass(frozen=True, slots=True)
-class OwnServer:
-    data_dir: Path
-    url: str  # the database, directly
+@pytest.fixture
+def own() -> Iterator[OwnServer]:
+    with own_server() as server:  # durable: a crash loses nothing the test does not delete
+        yield server
 
 
 @pytest.fixture
-def own_server() -> Iterator[OwnServer]:
-    """A durable embedded server for this test alone, with every migration applied."""
-    folder = Path(tempfile.mkdtemp(prefix="amoca-failover-pg-"))
-    data_dir = folder / "pg"
-    try:
-        server = embedded.start(data_dir)
-        try:
-            ensure_database(server.url(), EMBEDDED_DATABASE)
-            url = server.url(EMBEDDED_DATABASE)
-            with psycopg.connect(url, autocommit=True) as conn:
-                migrations.migrate(conn)
-            yield OwnServer(data_dir, url)
-        finally:
-            embedded.stop(data_dir, mode="immediate")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def proxy(own_server: OwnServer) -> Iterator[TcpProxy]:
-    with tcp_proxy("127.0.0.1", int(conninfo.conninfo_to_dict(own_server.url)["port"])) as proxied:
+def proxy(own: OwnServer) -> Iterator[TcpProxy]:
+    with tcp_proxy("127.0.0.1", int(conninfo.conninfo_to_dict(own.url)["port"])) as proxied:
         yield proxied
 
 
@@ -123,15 +100,15 @@ class Failover:
         return deleted, None if row is None else row[0]
 
 
-async def test_pages_committed_in_a_lost_server_life_are_written_again(own_server: OwnServer,
+async def test_pages_committed_in_a_lost_server_life_are_written_again(own: OwnServer,
                                                                         proxy: TcpProxy) -> None:
     async with Localnet(CLUSTER) as net:
         config = WorkloadConfig(**{**{n: getattr(WORKLOAD, n) for n in WORKLOAD.__slots__},
-                                   "rpc_url": net.http_url, "database_url": own_server.url})
+                                   "rpc_url": net.http_url, "database_url": own.url})
         summary = await run_workload(config)
         wallet = summary.agent_wallets[0]
         accounts = sorted(net.ledger.token_accounts.get(wallet, {}))
-        proxied = conninfo.make_conninfo(own_server.url, port=proxy.port)
+        proxied = conninfo.make_conninfo(own.url, port=proxy.port)
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(proxied, min_size=1, max_size=3, open=False,
                                                              kwargs={"autocommit": True})
         writes = writer_pool(proxied)
@@ -139,7 +116,7 @@ async def test_pages_committed_in_a_lost_server_life_are_written_again(own_serve
             pipeline = Pipeline(source=rpc, writer=PostgresWriter(writes), watched=lambda: {wallet},
                                 metrics=Metrics(CollectorRegistry()), task_lookup=task_owner_lookup(pool),
                                 fetch_batch=4)
-            listing = Failover(rpc, wallet, own_server, proxy, pipeline)
+            listing = Failover(rpc, wallet, own, proxy, pipeline)
             runner = asyncio.create_task(pipeline.run())
             try:
                 with capture_logs() as logs:
@@ -156,6 +133,6 @@ async def test_pages_committed_in_a_lost_server_life_are_written_again(own_serve
     expected = {key: (user, type_, "failed" if status == "failed" else "pending", *rest)
                 for key, (user, type_, status, *rest) in expected_rows(summary.truth).items()
                 if key[1] == wallet}
-    problems = differences(expected, database_rows(own_server.url))
+    problems = differences(expected, database_rows(own.url))
     assert not problems, "\n".join(problems[:15])
     assert any(e["event"] == "backfill_server_changed" and e["address"] == wallet for e in logs)
