@@ -37,6 +37,7 @@ ENV_NAMES: Mapping[str, str] = {
     "rankings_max_share": "AMOCA_RANKINGS_MAX_SHARE",
     "retention_interval": "AMOCA_RETENTION_INTERVAL",
     "rpc_requests_per_second": "AMOCA_RPC_REQUESTS_PER_SECOND",
+    "writer_synchronous_commit": "AMOCA_WRITER_SYNCHRONOUS_COMMIT",
 }
 _INT_FIELDS = frozenset({"max_subscriptions_per_connection", "gapfill_concurrency", "fetch_workers",
                          "rpc_max_concurrency", "readiness_max_slot_lag"})
@@ -75,6 +76,10 @@ class Settings:
     rpc_requests_per_second: float = 0.0  # 0 = unlimited
     readiness_max_slot_lag: int = 150
     shutdown_timeout: float = 8.0
+    # The writer's sessions' synchronous_commit (on / off, as PostgreSQL writes it): off
+    # commits without waiting for the WAL flush (README, "Asynchronous commit"); the rest
+    # of the indexer's sessions stay on.
+    writer_synchronous_commit: bool = True
 
     @property
     def effective_ws_url(self) -> str:
@@ -151,6 +156,12 @@ def _coerce(name: str, value: Any) -> Any:
 
         Shard.parse(str(value))  # validates
         return str(value)
+    if name == "writer_synchronous_commit":
+        answer = {True: True, False: False, "on": True, "off": False}.get(
+            value.strip().lower() if isinstance(value, str) else value)
+        if answer is None:
+            raise ConfigError(f"writer_synchronous_commit must be on or off, got {value!r}")
+        return answer
     if name in ("database_url", "ws_url"):
         return str(value) if value not in (None, "") else None
     return value

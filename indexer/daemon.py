@@ -182,7 +182,7 @@ class Daemon:
             self.database_url, min_size=1, max_size=max(4, settings.gapfill_concurrency),
             open=False, kwargs={"autocommit": True}, name="amoca-indexer")
         await pool.open(wait=False)
-        writes = writer_pool(self.database_url)
+        writes = writer_pool(self.database_url, synchronous_commit=settings.writer_synchronous_commit)
         await writes.open(wait=False)
         try:
             await self._serve(lock_conn, pool, writes, life=life)

@@ -305,7 +305,7 @@ async def _backfill(config: Settings, url: str, wallets: list[str], window: Rang
     watched = frozenset(wallets)
     pool: AsyncConnectionPool[Any] = AsyncConnectionPool(url, min_size=1, max_size=concurrency + 2,
                                                          open=False, kwargs={"autocommit": True})
-    writes = None if dry_run else writer_pool(url)
+    writes = None if dry_run else writer_pool(url, synchronous_commit=config.writer_synchronous_commit)
     started = time.monotonic()
     failures: dict[str, str] = {}
     done: list[WalletProgress] = []

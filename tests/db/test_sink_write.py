@@ -456,3 +456,20 @@ async def test_a_writer_bound_to_a_server_life_writes_in_no_other(conn: psycopg.
         await pool.close()
     assert (written.inserted_total, here.moved.is_set()) == (1, False)
     assert conn.execute("SELECT transaction_signature FROM transactions").fetchall() == [(a_signature(2),)]
+
+
+async def test_the_writers_sessions_commit_asynchronously_when_told(conn: psycopg.Connection,
+                                                                     db_url: str) -> None:
+    """Told nothing, the writer's sessions keep the server's setting (the test servers may
+    run without durability)."""
+    servers = conn.execute("SHOW synchronous_commit").fetchone()
+    assert servers is not None
+    for synchronous, shown in ((True, servers[0]), (False, "off")):
+        pool = sink.writer_pool(db_url, synchronous_commit=synchronous)
+        await pool.open()
+        try:
+            async with pool.connection() as session:
+                setting = await (await session.execute("SHOW synchronous_commit")).fetchone()
+        finally:
+            await pool.close()
+        assert setting == (shown,)

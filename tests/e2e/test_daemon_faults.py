@@ -1,12 +1,15 @@
 """The daemon end to end under one fault at a time: the provider rate-limiting and failing,
 every websocket dropped, a confirmed slot forked away, PostgreSQL restarted, the database
-connections cut. The daemon is a real process, the cluster and PostgreSQL real servers;
+connections cut, a failover to a standby lacking the last commits, a backend crash under
+asynchronous commits. The daemon is a real process, the cluster and PostgreSQL real servers;
 after the run the database must equal the ground truth -- every row, status and stat --
 and no dead letter may have been written."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from functools import partial
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from indexer.db.connection import connect, ensure_database
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, WorkloadSummary, run_workload
 from indexer.registry import Shard
+from indexer.sink import WRITER_APPLICATION_NAME
 from tests.e2e.harness import (
     DaemonProcess,
     after_fork,
@@ -281,3 +285,37 @@ async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tm
     finally:
         for data_dir in (tmp_path / "primary", tmp_path / "standby"):
             await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
+
+
+async def test_a_backend_crash_under_asynchronous_commits_loses_nothing(tmp_path: Path) -> None:
+    """The writer commits asynchronously (AMOCA_WRITER_SYNCHRONOUS_COMMIT=off) to a durable
+    server, and its backend is killed mid-traffic: the server resets shared memory and
+    recovers -- commits still in the WAL buffers are gone, the postmaster is the same one
+    -- and every session ends. The daemon starts over from the cursors the server kept.
+    No reconciliation poll: only that start-over can find what was lost."""
+    data_dir = tmp_path / "pg"
+    server = await asyncio.to_thread(embedded.start, data_dir, durable=True)
+    try:
+        await asyncio.to_thread(ensure_database, server.url(), "amoca")
+        url = server.url("amoca")
+        with connect(url) as conn:
+            migrations.migrate(conn)
+        async with Localnet(CLUSTER) as net, running_daemon(
+                url, net.http_url, net.ws_url, AMOCA_RECONCILE_INTERVAL="3600",
+                AMOCA_WRITER_SYNCHRONOUS_COMMIT="off") as daemon:
+            await daemon.wait_logged("shard_lock_acquired")
+            workload = _traffic(net, url, seed=81, rate=40, count=160)
+            await eventually(lambda: _at_least_rows(url, 20), deadline=60, what="traffic indexed")
+            with psycopg.connect(url, autocommit=True) as conn:
+                (writer,) = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                                         (WRITER_APPLICATION_NAME,)).fetchone() or (None,)
+            assert writer is not None
+            os.kill(writer, signal.SIGKILL)
+            summary = await workload
+            await eventually(lambda: truth_differences(url, summary.truth), deadline=60,
+                             what="database equal to the ground truth after a backend crash")
+            assert len(daemon.events("shard_lock_acquired")) >= 2, daemon.tail()
+            assert dead_letters(url) == []
+            assert await daemon.stop() == 0, daemon.tail()
+    finally:
+        await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")

@@ -45,11 +45,22 @@ def test_environment_overrides_file_and_flags_override_environment(tmp_path: Pat
         ({"AMOCA_RANKINGS_MAX_SHARE": "1.5"}, "from 0.01 to 1, got 1.5"),
         ({"AMOCA_RANKINGS_QUIET": "40"}, "must not be shorter than rankings_quiet"),
         ({"AMOCA_RETENTION_INTERVAL": "0"}, "retention_interval must be more than 0"),
+        ({"AMOCA_WRITER_SYNCHRONOUS_COMMIT": "local"}, "writer_synchronous_commit must be on or off"),
     ],
 )
 def test_bad_values_are_one_clear_error(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(config_dir=tmp_path, environ=env)
+
+
+def test_the_writers_synchronous_commit_is_on_unless_turned_off(tmp_path: Path) -> None:
+    assert load_settings(config_dir=tmp_path, environ={}).writer_synchronous_commit is True
+    off = load_settings(config_dir=tmp_path, environ={"AMOCA_WRITER_SYNCHRONOUS_COMMIT": "OFF"})
+    assert off.writer_synchronous_commit is False
+    (tmp_path / "amoca.toml").write_text("[indexer]\nwriter_synchronous_commit = false\n")
+    assert load_settings(config_dir=tmp_path, environ={}).writer_synchronous_commit is False
+    on = load_settings(config_dir=tmp_path, environ={"AMOCA_WRITER_SYNCHRONOUS_COMMIT": "on"})
+    assert on.writer_synchronous_commit is True
 
 
 def test_unknown_or_broken_file_settings_are_refused(tmp_path: Path) -> None:
