@@ -428,7 +428,7 @@ async def backfill_wallet(
     agent wallet whose token account ``wallet`` is, kept with the progress. ``anchor``:
     where to start listing instead of the top (:func:`until_anchor`), unless the stored
     progress says where. When the database's server changes under the run (a failover, a
-    restart), the wallet starts over from the progress the database then holds (the
+    crash), the wallet starts over from the progress the database then holds (the
     module doc); its counts start over too."""
     while True:
         try:
