@@ -154,17 +154,36 @@ async def test_forked_slot_rows_end_failed_dropped(db_url: str) -> None:
         assert await daemon.stop() == 0, daemon.tail()
 
 
+async def _own_server(data_dir: Path, *, durable: bool) -> tuple[embedded.EmbeddedServer, str]:
+    """A server of the test's own (these tests stop, crash and copy it), migrated; its URL."""
+    server = await asyncio.to_thread(embedded.start, data_dir, durable=durable)
+    await asyncio.to_thread(ensure_database, server.url(), "amoca")
+    url = server.url("amoca")
+    with connect(url) as conn:
+        migrations.migrate(conn)
+    return server, url
+
+
+async def _ends_equal(daemon: DaemonProcess, url: str, workload: asyncio.Task[WorkloadSummary],
+                      what: str) -> int:
+    """Once the traffic is sent: the database equal to its truth, no dead letter, a clean
+    stop. How many times the daemon took the shard lock."""
+    summary = await workload
+    await eventually(lambda: truth_differences(url, summary.truth), deadline=60,
+                     what=f"database equal to the ground truth after {what}")
+    assert dead_letters(url) == []
+    acquired = len(daemon.events("shard_lock_acquired"))
+    assert await daemon.stop() == 0, daemon.tail()
+    return acquired
+
+
 async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -> None:
     # Its own server, whatever the suite runs on: this test stops and restarts it. Durable
     # (fsync, synchronous commit): an immediate stop is a crash, and a server that forgets
     # commits it acknowledged would make the comparison with the truth meaningless.
     data_dir = tmp_path / "pg"
-    server = await asyncio.to_thread(embedded.start, data_dir, durable=True)
     try:
-        await asyncio.to_thread(ensure_database, server.url(), "amoca")
-        url = server.url("amoca")
-        with connect(url) as conn:
-            migrations.migrate(conn)
+        server, url = await _own_server(data_dir, durable=True)
         async with Localnet(CLUSTER) as net, running_daemon(url, net.http_url, net.ws_url) as daemon:
             await daemon.wait_logged("shard_lock_acquired")
             workload = _traffic(net, url, seed=51, rate=40, count=160)
@@ -184,12 +203,7 @@ async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -
             await eventually(outage_felt, deadline=30, what="the outage felt by the daemon")
             restarted = await asyncio.to_thread(embedded.start, data_dir, durable=True)
             assert restarted.port == server.port
-            summary = await workload
-            await eventually(lambda: truth_differences(url, summary.truth), deadline=60,
-                             what="database equal to the ground truth after a PostgreSQL restart")
-            assert len(daemon.events("shard_lock_acquired")) >= 2, daemon.tail()
-            assert dead_letters(url) == []
-            assert await daemon.stop() == 0, daemon.tail()
+            assert await _ends_equal(daemon, url, workload, "a PostgreSQL restart") >= 2, daemon.tail()
     finally:
         await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
 
@@ -254,12 +268,8 @@ async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tm
     to commit in the new server life -- its cursors would go on from rows the standby
     lacks -- and the daemon starts over from the standby's cursors. No reconciliation
     poll: only that start-over finds the lost rows again."""
-    primary = await asyncio.to_thread(embedded.start, tmp_path / "primary", durable=False)
     try:
-        await asyncio.to_thread(ensure_database, primary.url(), "amoca")
-        primary_url = primary.url("amoca")
-        with connect(primary_url) as conn:
-            migrations.migrate(conn)
+        primary, primary_url = await _own_server(tmp_path / "primary", durable=False)
         with tcp_proxy("127.0.0.1", primary.port) as proxy:
             proxied = conninfo.make_conninfo(primary_url, port=proxy.port)
             async with Localnet(CLUSTER) as net, running_daemon(
@@ -275,13 +285,8 @@ async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tm
                                  what="rows committed on the primary after the copy")
                 proxy.retarget("127.0.0.1", standby.port)
                 assert await _cut_sessions_but_the_shard_lock(primary_url) > 0
-                summary = await workload
-                await eventually(lambda: truth_differences(standby_url, summary.truth), deadline=60,
-                                 what="the standby equal to the ground truth after the failover")
+                assert await _ends_equal(daemon, standby_url, workload, "the failover") == 2, daemon.tail()
                 assert daemon.logged("shard_server_changed"), daemon.tail()
-                assert len(daemon.events("shard_lock_acquired")) == 2, daemon.tail()
-                assert dead_letters(standby_url) == []
-                assert await daemon.stop() == 0, daemon.tail()
     finally:
         for data_dir in (tmp_path / "primary", tmp_path / "standby"):
             await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
@@ -294,12 +299,8 @@ async def test_a_backend_crash_under_asynchronous_commits_loses_nothing(tmp_path
     -- and every session ends. The daemon starts over from the cursors the server kept.
     No reconciliation poll: only that start-over can find what was lost."""
     data_dir = tmp_path / "pg"
-    server = await asyncio.to_thread(embedded.start, data_dir, durable=True)
     try:
-        await asyncio.to_thread(ensure_database, server.url(), "amoca")
-        url = server.url("amoca")
-        with connect(url) as conn:
-            migrations.migrate(conn)
+        _, url = await _own_server(data_dir, durable=True)
         async with Localnet(CLUSTER) as net, running_daemon(
                 url, net.http_url, net.ws_url, AMOCA_RECONCILE_INTERVAL="3600",
                 AMOCA_WRITER_SYNCHRONOUS_COMMIT="off") as daemon:
@@ -311,11 +312,6 @@ async def test_a_backend_crash_under_asynchronous_commits_loses_nothing(tmp_path
                                          (WRITER_APPLICATION_NAME,)).fetchone() or (None,)
             assert writer is not None
             os.kill(writer, signal.SIGKILL)
-            summary = await workload
-            await eventually(lambda: truth_differences(url, summary.truth), deadline=60,
-                             what="database equal to the ground truth after a backend crash")
-            assert len(daemon.events("shard_lock_acquired")) >= 2, daemon.tail()
-            assert dead_letters(url) == []
-            assert await daemon.stop() == 0, daemon.tail()
+            assert await _ends_equal(daemon, url, workload, "a backend crash") >= 2, daemon.tail()
     finally:
         await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
