@@ -4,10 +4,14 @@
 -- commits must make it start over from what the database holds instead.
 -- Commits are lost only by a crash (of the server, or of one backend: the postmaster then
 -- resets shared memory, and commits made with synchronous_commit off that were still in
--- its WAL buffers are gone) or by a failover to a standby that lacked them. Both start
--- from an empty UNLOGGED table: crash recovery truncates it, and a standby has no content
--- for it. A clean restart, which loses nothing, keeps it. The first session to ask after
--- such an event draws the new token; concurrent first askers agree on one.
+-- its WAL buffers are gone -- the postmaster, and its start time, stay the same) or by a
+-- failover to a standby that lacked them. Both start from an empty UNLOGGED table: crash
+-- recovery truncates it, and a standby has no content for it. The first session to ask
+-- after such an event draws the new token; concurrent first askers agree on one. The
+-- life also names the postmaster's start, so that a database copied with its token (a
+-- dump restored elsewhere carries unlogged tables' rows) is not the same life; a clean
+-- restart, which loses nothing, is then a new life too: work starts over from what the
+-- database holds, which costs a little and is always right.
 SET LOCAL lock_timeout = '5s';
 
 CREATE UNLOGGED TABLE indexer_server_life (
@@ -28,7 +32,7 @@ BEGIN
             SELECT life INTO drawn FROM indexer_server_life;  -- snapshot is newer
         END IF;
     END IF;
-    RETURN drawn;
+    RETURN md5(drawn::text || pg_postmaster_start_time()::text)::uuid;
 END $$;
 
 REVOKE ALL ON indexer_server_life FROM PUBLIC;

@@ -66,13 +66,13 @@ def translate(exc: psycopg.Error) -> IndexerError:
 # A server's life (``sql/0019_server_life.sql``): a token that lasts while no commit the
 # server acknowledged can have been lost. A crash (of the server, or of one backend, which
 # resets shared memory: commits made with synchronous_commit off may be lost) or a
-# failover to a standby that lacks the last commits starts a new one; a clean restart
-# does not. Within one life commits are kept in the order they were made, so a later one
-# kept keeps every earlier one. Work that continues from what it committed (a backfill's
-# progress, the daemon's cursors) asks that its next commit be in the same life. A
-# connection stays in the life it opened in (a direct connection or session pooling;
-# transaction pooling is not supported, as the writer's staging table is not): no life
-# ends without ending every session.
+# failover to a standby that lacks the last commits starts a new one; so does any restart
+# (conservatively: a clean one loses nothing). Within one life commits are kept in the
+# order they were made, so a later one kept keeps every earlier one. Work that continues
+# from what it committed (a backfill's progress, the daemon's cursors) asks that its next
+# commit be in the same life. A connection stays in the life it opened in (a direct
+# connection or session pooling; transaction pooling is not supported, as the writer's
+# staging table is not): no life ends without ending every session.
 SERVER_LIFE = "indexer_server_life()"
 
 

@@ -1,5 +1,6 @@
 """``indexer_server_life()`` (sql/0019): one token while nothing acknowledged can have been
-lost, a new one once crash recovery or a failover has emptied its unlogged table. (The
+lost, a new one once crash recovery or a failover has emptied its unlogged table, or the
+postmaster started again. (The
 end-to-end failover tests crash and copy real servers; here the emptying is done by hand,
 but for one crash on a server of the test's own.)"""
 
@@ -12,6 +13,7 @@ import time
 
 import psycopg
 
+from indexer.db import embedded
 from tests.support.servers import own_server
 
 
@@ -88,3 +90,16 @@ def test_a_backend_crash_is_a_new_life_though_the_postmaster_lives_on() -> None:
     assert after is not None
     assert after[1] == before[1]  # the same postmaster
     assert after[0] != before[0]  # a new life
+
+
+def test_a_clean_restart_is_a_new_life_too() -> None:
+    """It loses nothing, but a token alone would not tell a dump restored elsewhere (it
+    carries unlogged tables' rows) from the server it was taken from."""
+    with own_server(durable=False) as server:
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            before = _life(conn)
+        embedded.stop(server.data_dir, mode="fast")
+        embedded.start(server.data_dir, durable=False)
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM indexer_server_life").fetchone() == (1,)  # kept
+            assert _life(conn) != before
