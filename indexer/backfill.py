@@ -37,8 +37,9 @@ over from the progress the database now holds -- its pages since then written ag
 which writes nothing twice. Without this a run riding the outage out would save its next
 page's progress past rows the new server never got.
 
-A newest bound given as a slot starts the listing there instead of at the top of each
-history (``until_anchor``): a signature of the first block after it, as ``before``. A
+A newest bound given as a slot or a time starts the listing there instead of at the top
+of each history (``until_anchor``): a signature of the first block after it (for a time,
+the first block whose time is after it: :func:`first_block_after`), as ``before``. A
 node bounds ``before`` by where that transaction stands in the ledger, whichever
 addresses it touches; an address whose listing from there is empty -- nothing older, or
 a node that does not know the anchor -- is listed from its top, as without one. Pages
@@ -188,7 +189,9 @@ class PageSource(Protocol):
 
 
 class BlockSource(Protocol):
+    async def get_slot(self, commitment: str = "confirmed") -> int: ...
     async def get_blocks_with_limit(self, start_slot: int, limit: int) -> list[int]: ...
+    async def get_block_time(self, slot: int) -> int | None: ...
     async def get_block_signatures(self, slot: int) -> list[str]: ...
 
 
@@ -198,18 +201,76 @@ ANCHOR_BLOCKS = 16
 
 
 async def until_anchor(rpc: BlockSource, window: Range) -> str | None:
-    """A signature to list from when the range's newest bound is a slot: the first of the
-    first block after it that holds a transaction; None when there is none to be had (the
-    slot not reached yet, blocks the node no longer keeps, empty blocks)."""
-    if window.until is None or window.until.slot is None:
+    """A signature to list from when the range's newest bound is a slot or a time: the
+    first of the first block after it (:func:`first_block_after`, for a time) that holds a
+    transaction; None when there is none to be had (the bound not reached yet, blocks the
+    node no longer keeps or keeps without a time, empty blocks)."""
+    until = window.until
+    if until is None or (until.slot is None and until.time is None):
         return None
     try:
-        for slot in await rpc.get_blocks_with_limit(window.until.slot + 1, ANCHOR_BLOCKS):
+        start = until.slot + 1 if until.slot is not None else await first_block_after(rpc, until.time)
+        for slot in await rpc.get_blocks_with_limit(start, ANCHOR_BLOCKS) if start is not None else ():
             if signatures := await rpc.get_block_signatures(slot):
                 return signatures[0]
     except IndexerError as exc:  # an anchor only saves listing: go without
-        log.info("backfill_anchor_unavailable", until_slot=window.until.slot, error=str(exc))
+        log.info("backfill_anchor_unavailable", until=str(until), error=str(exc))
     return None
+
+
+SLOT_SECONDS = 0.4  # a slot's target length: the first guess of how far back a time lies
+
+
+async def first_block_after(rpc: BlockSource, moment: datetime | None) -> int | None:
+    """The slot of the first block whose time is after ``moment``; None when the node's
+    newest confirmed block is not (nothing after it yet) or a block has no time.
+
+    A block's time never goes back along the chain (agave clamps a bank's clock to its
+    parent's; Firedancer does the same), so the blocks after ``moment`` are a suffix of the
+    chain and a binary search finds where it starts: from a lower bound guessed from the
+    slot length and widened until its block is not after ``moment``, about 2 x log2(slots
+    between them) calls."""
+    if moment is None:
+        return None
+    cutoff = moment.timestamp()
+
+    async def block_at_or_after(slot: int) -> tuple[int, int] | None:
+        """The first block at or after ``slot`` and its time; None: none yet, or no time."""
+        found = await rpc.get_blocks_with_limit(slot, 1)
+        if not found:
+            return None
+        time = await rpc.get_block_time(found[0])
+        return None if time is None else (found[0], time)
+
+    # Over slots s: is the first block at or after s after the moment? False, then true.
+    high = await rpc.get_slot("confirmed")
+    first = await block_at_or_after(high)
+    if first is None or first[1] <= cutoff:
+        return None
+    answer = first[0]  # the first block at or after ``high``: after the moment
+    back = max(1, round((first[1] - cutoff) / SLOT_SECONDS))
+    while True:  # a slot whose first block is not after the moment
+        low = max(0, high - back)
+        probe = await block_at_or_after(low)
+        if probe is None:
+            return None
+        if probe[1] <= cutoff:
+            low = probe[0]
+            break
+        high, answer = low, probe[0]
+        if low == 0:  # the moment is before the first block
+            return answer
+        back *= 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        probe = await block_at_or_after(middle)
+        if probe is None:
+            return None
+        if probe[1] > cutoff:
+            high, answer = middle, probe[0]
+        else:
+            low = probe[0]  # before ``high``: the first block at or after it is later
+    return answer
 
 
 class UnitSink(Protocol):

@@ -299,6 +299,10 @@ class RpcClient:
         return protocol.parse_block_slots(await self.call(
             "getBlocksWithLimit", [start_slot, limit, {"commitment": self.commitment}]))
 
+    async def get_block_time(self, slot: int) -> int | None:
+        """The Unix time of the block at ``slot`` (None: stored without one)."""
+        return protocol.parse_block_time(await self.call("getBlockTime", [slot]))
+
     async def get_block_signatures(self, slot: int) -> list[str]:
         """The signatures of the block at ``slot``, in the block's order."""
         return protocol.parse_block_signatures(await self.call("getBlock", [slot, {

@@ -197,6 +197,16 @@ def parse_block_slots(result: Any) -> list[int]:
     return result
 
 
+def parse_block_time(result: Any) -> int | None:
+    """getBlockTime's answer: the block's Unix time in seconds; None for a block stored
+    without one (null)."""
+    if result is None:
+        return None
+    if type(result) is not int:
+        raise RpcUnavailable("getBlockTime: result is not a Unix time")
+    return result
+
+
 def parse_block_signatures(result: Any) -> list[str]:
     """getBlock's answer with ``transactionDetails: signatures``: the block's signatures, in
     the block's order."""

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -516,6 +517,46 @@ async def test_a_slot_range_writes_only_that_range(history: History, history_db:
     listed = [r for a in addresses for r in ledger.by_address[a].records if r.order < anchor.order]
     everything = sum(len(ledger.by_address[a].records) for a in addresses)
     assert run.summary()["signatures_scanned"] == len(listed) < everything
+
+
+async def test_a_time_range_writes_only_that_range(history: History, history_db: str) -> None:
+    """Bounds given as times: block times are whole seconds, so three groups of transfers
+    a second apart make a range of one second hold the middle group. The listing starts at
+    the first transaction of the first block after ``--until`` (found by bisecting block
+    times), not at the top of the wallet's history."""
+    net, wallet = history.net, str(Keypair().pubkey())
+    _register_agent(history_db, "timed-agent", wallet)
+    sent: list[str] = []
+    async with RpcClient([net.http_url]) as rpc:
+        for group in range(3):
+            if sent:  # the next group in a later second: block times are the wall clock's
+                turned = net.ledger.by_signature[sent[-1]].block_time + 1.05
+                await asyncio.sleep(max(0.0, turned - time.time()))
+            batch = [str(await rpc.call("requestAirdrop", [wallet, 1_000_000 * (group + 1) + n]))
+                     for n in range(2)]  # amounts differ: the same transfer twice is one
+            for signature in batch:
+                await asyncio.wait_for(net.wait_for_signature(signature, "finalized"), 30)
+            sent += batch
+    ledger = net.ledger
+    times = {signature: ledger.by_signature[signature].block_time for signature in sent}
+    middle = times[sent[2]]
+    inside = {signature for signature in sent if times[signature] == middle}
+    assert inside == set(sent[2:4])
+    moment = datetime.fromtimestamp(middle, UTC).isoformat()
+    run = await backfill(history_db, net.http_url, "--wallet", wallet, "--json",
+                         "--since", moment, "--until", moment)
+    assert run.code == 0, run.stderr
+    assert set(_rows_of(history_db, wallet)) == inside
+    after = min(slot for slot in range(ledger.slot) if (block := ledger.block(slot)) is not None
+                and block.block_time > middle)
+    anchor = next(block.transactions[0] for slot in range(after, after + ANCHOR_BLOCKS)
+                  if (block := ledger.block(slot)) is not None and block.transactions)
+    history_of = ledger.by_address[wallet].records
+    listed = [r for r in history_of if r.order < anchor.order]
+    # What is older than the anchor (a transaction of the anchor's block may be, by its
+    # signature's bytes): the range and what is older, not all of the newer group.
+    assert {r.signature for r in listed} >= set(sent[:4])
+    assert run.summary()["signatures_scanned"] == len(listed) < len(history_of)
 
 
 async def test_a_signature_range_writes_only_that_range(history: History, history_db: str) -> None:

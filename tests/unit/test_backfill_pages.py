@@ -6,7 +6,9 @@ An agent's addresses run at once; a transaction two of them list is submitted on
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gc
+import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +27,7 @@ from indexer.backfill import (
     WalletProgress,
     backfill_agent,
     backfill_wallet,
+    first_block_after,
     range_share,
     until_anchor,
 )
@@ -361,10 +364,77 @@ async def test_the_anchor_is_the_first_signature_of_the_first_block_after_the_bo
     blocks = Blocks(empty=2)
     assert await until_anchor(blocks, Range(until=Bound(slot=50))) == "first-of-53"
     assert blocks.calls == [("getBlocksWithLimit", 51), ("getBlock", 51), ("getBlock", 52), ("getBlock", 53)]
-    for window in (Range(), Range(until=Bound(signature="5" * 88)),
-                   Range(until=Bound(time=datetime(2026, 1, 1, tzinfo=UTC)))):
+    for window in (Range(), Range(until=Bound(signature="5" * 88))):
         quiet = Blocks(empty=0)
         assert await until_anchor(quiet, window) is None
-        assert quiet.calls == []  # only a slot bound has one
+        assert quiet.calls == []  # a slot or a time bound has one (a signature is its own)
     assert await until_anchor(Blocks(empty=ANCHOR_BLOCKS), Range(until=Bound(slot=50))) is None
     assert await until_anchor(Blocks(empty=0, failing=True), Range(until=Bound(slot=50))) is None
+
+
+class Chain:
+    """A node's confirmed blocks: slot -> block time (slots absent were skipped), each block
+    holding one transaction, ``tx<slot>``; getBlockTime answers ``timeless`` slots with null."""
+
+    def __init__(self, times: dict[int, int], *, timeless: frozenset[int] = frozenset()) -> None:
+        self.times, self.timeless = times, timeless
+        self.slots = sorted(times)
+        self.calls = 0
+
+    async def get_slot(self, commitment: str = "confirmed") -> int:
+        self.calls += 1
+        return max(self.times)
+
+    async def get_blocks_with_limit(self, start_slot: int, limit: int) -> list[int]:
+        self.calls += 1
+        first = bisect.bisect_left(self.slots, start_slot)
+        return self.slots[first:first + limit]
+
+    async def get_block_time(self, slot: int) -> int | None:
+        self.calls += 1
+        return None if slot in self.timeless else self.times[slot]
+
+    async def get_block_signatures(self, slot: int) -> list[str]:
+        self.calls += 1
+        return [f"tx{slot}"]
+
+
+def _moment(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _chain(seed: int, slots: int = 20_000) -> dict[int, int]:
+    """Block times that never go back, a second holding 0 to 5 blocks, a slot skipped now
+    and then, as a node's are."""
+    rng = random.Random(seed)
+    times, now = {}, 1_700_000_000
+    for slot in range(slots):
+        if rng.random() < 0.05:
+            continue  # skipped
+        now += rng.choice((0, 0, 0, 1, 1, 2))
+        times[slot] = now
+    return times
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_the_first_block_after_a_time_is_found_by_bisection(seed: int) -> None:
+    times = _chain(seed)
+    rng = random.Random(seed)
+    for cutoff in [min(times.values()) - 5, *rng.sample(range(min(times.values()), max(times.values())), 40)]:
+        chain = Chain(times)
+        found = await first_block_after(chain, _moment(cutoff + 0.5 * rng.random()))
+        assert found == min(slot for slot, time in times.items() if time > cutoff)
+        assert chain.calls <= 2 + 4 * 17  # widening and bisecting over 20,000 slots
+    at_the_top = Chain(times)
+    assert await first_block_after(at_the_top, _moment(max(times.values()))) is None  # nothing after yet
+    assert at_the_top.calls == 3
+
+
+async def test_without_block_times_there_is_no_time_anchor() -> None:
+    times = _chain(4, 2_000)
+    middle = sorted(times)[1_000]
+    newest_timeless = Chain(times, timeless=frozenset({max(times)}))
+    assert await first_block_after(newest_timeless, _moment(times[middle])) is None
+    assert await first_block_after(Chain(times), None) is None
+    anchored = await until_anchor(Chain(times), Range(until=Bound(time=_moment(times[middle]))))
+    assert anchored == f"tx{min(slot for slot, time in times.items() if time > times[middle])}"
