@@ -70,7 +70,9 @@ class Metrics:
         self.db_batch_seconds = histogram(
             "db_batch_seconds", "Duration of one database batch (rows + cursors, one transaction).")
         self.db_errors = counter(
-            "db_errors_total", "Database errors, by kind (transient or permanent).", ("kind",))
+            "db_errors_total", "Database write errors, by kind: transient, permanent, or server_changed"
+            " (the database lost commits or failed over; the daemon starts over from its cursors).",
+            ("kind",))
         # Latency and lag
         self.ingest_latency = histogram(
             "ingest_latency_seconds", "Notification received to row committed.", ("source",),

@@ -39,7 +39,7 @@ import orjson
 import structlog
 
 from indexer.decode import DecodedTransaction, decode_transaction
-from indexer.errors import DecodeError, IndexerError, TransientError
+from indexer.errors import DecodeError, IndexerError, ServerChanged, TransientError
 from indexer.metrics import Metrics
 from indexer.sink import Batch, CursorAdvance, DeadLetter, WriteResult
 
@@ -396,9 +396,13 @@ class Pipeline:
         try:
             result = await self.writer(batch)
         except IndexerError as exc:
-            kind = "transient" if isinstance(exc, TransientError) else "permanent"
+            # server_changed: a writer bound to a server life met another (the daemon
+            # starts over from its cursors), neither an outage nor a bad batch.
+            kind = ("server_changed" if isinstance(exc, ServerChanged)
+                    else "transient" if isinstance(exc, TransientError) else "permanent")
             self.metrics.db_errors.labels(kind).inc()
-            log.error("write_failed", error=str(exc), kind=kind, rows=len(batch.rows))
+            (log.warning if kind == "server_changed" else log.error)(
+                "write_failed", error=str(exc), kind=kind, rows=len(batch.rows))
             for item in items:
                 self._finish(item.pending, exc)
             return

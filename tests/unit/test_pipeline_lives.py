@@ -11,6 +11,7 @@ from uuid import UUID
 import pytest
 from prometheus_client import CollectorRegistry
 
+from indexer.errors import ServerChanged
 from indexer.metrics import Metrics
 from indexer.pipeline import Pipeline, WorkUnit
 from indexer.sink import Batch, WriteResult
@@ -26,6 +27,7 @@ class Server:
 
     def __init__(self) -> None:
         self.life = OLD
+        self.refusing = False  # as a writer bound to a server life that has ended
         self.fetched: list[str] = []
 
     async def get_transactions(self, signatures: Sequence[str]) -> list[Any]:
@@ -33,6 +35,8 @@ class Server:
         return [TxBuilder(fee_payer=USER).sol(USER, AGENT, 1_000).render("json") for _ in signatures]
 
     async def write(self, batch: Batch) -> WriteResult:
+        if self.refusing:
+            raise ServerChanged("the database is in another server life")
         return WriteResult(server=self.life)
 
 
@@ -77,3 +81,14 @@ async def test_forgetting_what_was_committed_fetches_it_again(served: tuple[Serv
     pipeline.forget_committed()
     await pipeline.process(WorkUnit(("a",), "backfill"))
     assert server.fetched == ["a", "a"]
+
+
+async def test_a_write_refused_in_another_life_fails_its_units_as_a_server_change(
+        served: tuple[Server, Pipeline]) -> None:
+    server, pipeline = served
+    server.refusing = True
+    with pytest.raises(ServerChanged):
+        await pipeline.process(WorkUnit(("a",), "live"))
+    errors = {sample.labels["kind"]: sample.value for metric in pipeline.metrics.registry.collect()
+              for sample in metric.samples if sample.name.endswith("db_errors_total")}
+    assert errors == {"server_changed": 1.0}
