@@ -68,7 +68,7 @@ from psycopg_pool import AsyncConnectionPool
 from indexer.db.connection import SERVER_LIFE, pooled, server_life
 from indexer.decode.base58 import is_signature
 from indexer.errors import ConfigError, IndexerError, PermanentError, ServerChanged
-from indexer.pipeline import UnitResult, WorkUnit
+from indexer.pipeline import UnitResult, WorkUnit, retrieved
 
 log = structlog.get_logger(__name__)
 
@@ -210,7 +210,9 @@ async def until_anchor(rpc: BlockSource, window: Range) -> str | None:
         return None
     try:
         start = until.slot + 1 if until.slot is not None else await first_block_after(rpc, until.time)
-        for slot in await rpc.get_blocks_with_limit(start, ANCHOR_BLOCKS) if start is not None else ():
+        if start is None:
+            return None
+        for slot in await rpc.get_blocks_with_limit(start, ANCHOR_BLOCKS):
             if signatures := await rpc.get_block_signatures(slot):
                 return signatures[0]
     except IndexerError as exc:  # an anchor only saves listing: go without
@@ -523,7 +525,7 @@ async def _backfill_wallet(
     if pool is not None:
         if stored is None:
             stored = await load_progress(pool, [wallet], window)
-        life = progress.server = stored.server
+        life = stored.server
         row = stored.get(wallet)
         if row is not None:
             progress.newest = row.newest
@@ -579,7 +581,7 @@ async def _backfill_wallet(
     finally:
         for unsettled in in_flight:  # a failure: units already submitted finish on their own
             if unsettled.task is not None:
-                unsettled.task.add_done_callback(_consume)
+                unsettled.task.add_done_callback(retrieved)
     progress.done = True
     progress.share = 1.0
     if pool is not None:
@@ -656,11 +658,6 @@ async def _since_then(wallet: str, window: Range, newest: str, progress: WalletP
     if adopted is None:
         raise ServerChanged(f"{wallet}: what arrived since was saved in another server life")
     return adopted
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 async def _claim(pool: AsyncConnectionPool[Any], account: str, range_key: str, owner: str) -> None:

@@ -43,7 +43,7 @@ from indexer.errors import DatabaseUnavailable, first_line, is_transient
 from indexer.gapfill import GapFiller
 from indexer.metrics import Metrics
 from indexer.ops import start_ops_server
-from indexer.pipeline import Pipeline, WorkUnit
+from indexer.pipeline import Pipeline, WorkUnit, retrieved
 from indexer.rankings import run_scheduler
 from indexer.registry import Shard, WalletRegistry
 from indexer.retention import run_retention
@@ -81,11 +81,6 @@ async def _cancel_until_done(tasks: set[asyncio.Task[Any]], *, every: float = 1.
     for task in tasks:
         if not task.cancelled():
             task.exception()  # retrieved: one that ended the run was logged when it did
-
-
-def _retrieved(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def shard_lock_key(shard: Shard) -> int:
@@ -229,7 +224,7 @@ class Daemon:
             def on_signature(wallet: str, signature: str, received: float) -> None:
                 # A failed unit is logged by the pipeline; the next gap-fill fetches it again.
                 pipeline.submit(WorkUnit((signature,), "live", received_at=received)).add_done_callback(
-                    _retrieved)
+                    retrieved)
 
             async def discover_token_accounts(owners: Collection[str]) -> None:
                 """Agents' SPL token accounts, watched like the wallets themselves."""

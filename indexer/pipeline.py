@@ -124,6 +124,13 @@ class CommittedSignatures(OrderedDict[str, "UUID | None"]):
             self.popitem(last=False)
 
 
+def retrieved(future: asyncio.Future[Any]) -> None:
+    """A done callback for units nobody awaits any more: their failure (logged by the
+    pipeline) is retrieved, so asyncio does not report it again when they are collected."""
+    if not future.cancelled():
+        future.exception()
+
+
 class Pipeline:
     """Fetch, decode and write work units; ``run()`` drives the workers."""
 
