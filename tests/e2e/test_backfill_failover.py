@@ -51,7 +51,7 @@ def own() -> Iterator[OwnServer]:
 
 @pytest.fixture
 def proxy(own: OwnServer) -> Iterator[TcpProxy]:
-    with tcp_proxy("127.0.0.1", int(conninfo.conninfo_to_dict(own.url)["port"])) as proxied:
+    with tcp_proxy("127.0.0.1", own.port) as proxied:
         yield proxied
 
 

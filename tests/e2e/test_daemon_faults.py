@@ -17,8 +17,7 @@ import psycopg
 from psycopg import conninfo
 
 from indexer.daemon import shard_lock_key
-from indexer.db import embedded, migrations
-from indexer.db.connection import connect, ensure_database
+from indexer.db import embedded
 from indexer.localnet import Localnet, LocalnetConfig
 from indexer.localnet.workload import WorkloadConfig, WorkloadSummary, run_workload
 from indexer.registry import Shard
@@ -37,7 +36,7 @@ from tests.e2e.harness import (
     truth_differences,
 )
 from tests.support.proxy import tcp_proxy
-from tests.support.servers import promoted_copy
+from tests.support.servers import own_server, promoted_copy
 
 CLUSTER = LocalnetConfig(port=0, slot_ms=40, finality_slots=6, seed=5)
 
@@ -154,16 +153,6 @@ async def test_forked_slot_rows_end_failed_dropped(db_url: str) -> None:
         assert await daemon.stop() == 0, daemon.tail()
 
 
-async def _own_server(data_dir: Path, *, durable: bool) -> tuple[embedded.EmbeddedServer, str]:
-    """A server of the test's own (these tests stop, crash and copy it), migrated; its URL."""
-    server = await asyncio.to_thread(embedded.start, data_dir, durable=durable)
-    await asyncio.to_thread(ensure_database, server.url(), "amoca")
-    url = server.url("amoca")
-    with connect(url) as conn:
-        migrations.migrate(conn)
-    return server, url
-
-
 async def _ends_equal(daemon: DaemonProcess, url: str, workload: asyncio.Task[WorkloadSummary],
                       what: str) -> int:
     """Once the traffic is sent: the database equal to its truth, no dead letter, a clean
@@ -177,13 +166,12 @@ async def _ends_equal(daemon: DaemonProcess, url: str, workload: asyncio.Task[Wo
     return acquired
 
 
-async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -> None:
+async def test_postgres_restarted_during_the_run_loses_nothing() -> None:
     # Its own server, whatever the suite runs on: this test stops and restarts it. Durable
     # (fsync, synchronous commit): an immediate stop is a crash, and a server that forgets
     # commits it acknowledged would make the comparison with the truth meaningless.
-    data_dir = tmp_path / "pg"
-    try:
-        server, url = await _own_server(data_dir, durable=True)
+    with own_server() as server:
+        url, data_dir = server.url, server.data_dir
         async with Localnet(CLUSTER) as net, running_daemon(url, net.http_url, net.ws_url) as daemon:
             await daemon.wait_logged("shard_lock_acquired")
             workload = _traffic(net, url, seed=51, rate=40, count=160)
@@ -204,8 +192,6 @@ async def test_postgres_restarted_during_the_run_loses_nothing(tmp_path: Path) -
             restarted = await asyncio.to_thread(embedded.start, data_dir, durable=True)
             assert restarted.port == server.port
             assert await _ends_equal(daemon, url, workload, "a PostgreSQL restart") >= 2, daemon.tail()
-    finally:
-        await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
 
 
 def _sessions_but_the_shard_lock(url: str) -> list[int]:
@@ -268,9 +254,9 @@ async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tm
     to commit in the new server life -- its cursors would go on from rows the standby
     lacks -- and the daemon starts over from the standby's cursors. No reconciliation
     poll: only that start-over finds the lost rows again."""
-    try:
-        primary, primary_url = await _own_server(tmp_path / "primary", durable=False)
-        with tcp_proxy("127.0.0.1", primary.port) as proxy:
+    with own_server(durable=False) as primary, tcp_proxy("127.0.0.1", primary.port) as proxy:
+        primary_url = primary.url
+        try:
             proxied = conninfo.make_conninfo(primary_url, port=proxy.port)
             async with Localnet(CLUSTER) as net, running_daemon(
                     proxied, net.http_url, net.ws_url, AMOCA_RECONCILE_INTERVAL="3600") as daemon:
@@ -287,20 +273,18 @@ async def test_a_failover_to_a_standby_lacking_the_last_commits_loses_nothing(tm
                 assert await _cut_sessions_but_the_shard_lock(primary_url) > 0
                 assert await _ends_equal(daemon, standby_url, workload, "the failover") == 2, daemon.tail()
                 assert daemon.logged("shard_server_changed"), daemon.tail()
-    finally:
-        for data_dir in (tmp_path / "primary", tmp_path / "standby"):
-            await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")
+        finally:
+            await asyncio.to_thread(embedded.stop, tmp_path / "standby", mode="immediate")
 
 
-async def test_a_backend_crash_under_asynchronous_commits_loses_nothing(tmp_path: Path) -> None:
+async def test_a_backend_crash_under_asynchronous_commits_loses_nothing() -> None:
     """The writer commits asynchronously (AMOCA_WRITER_SYNCHRONOUS_COMMIT=off) to a durable
     server, and its backend is killed mid-traffic: the server resets shared memory and
     recovers -- commits still in the WAL buffers are gone, the postmaster is the same one
     -- and every session ends. The daemon starts over from the cursors the server kept.
     No reconciliation poll: only that start-over can find what was lost."""
-    data_dir = tmp_path / "pg"
-    try:
-        _, url = await _own_server(data_dir, durable=True)
+    with own_server() as server:
+        url = server.url
         async with Localnet(CLUSTER) as net, running_daemon(
                 url, net.http_url, net.ws_url, AMOCA_RECONCILE_INTERVAL="3600",
                 AMOCA_WRITER_SYNCHRONOUS_COMMIT="off") as daemon:
@@ -313,5 +297,3 @@ async def test_a_backend_crash_under_asynchronous_commits_loses_nothing(tmp_path
             assert writer is not None
             os.kill(writer, signal.SIGKILL)
             assert await _ends_equal(daemon, url, workload, "a backend crash") >= 2, daemon.tail()
-    finally:
-        await asyncio.to_thread(embedded.stop, data_dir, mode="immediate")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import conninfo
 
 from indexer.db import embedded, migrations
 from indexer.db.connection import EMBEDDED_DATABASE, ensure_database
@@ -21,6 +22,10 @@ from indexer.db.connection import EMBEDDED_DATABASE, ensure_database
 class OwnServer:
     data_dir: Path
     url: str  # the migrated database
+
+    @property
+    def port(self) -> int:
+        return int(conninfo.conninfo_to_dict(self.url)["port"])
 
 
 @contextmanager
@@ -44,7 +49,7 @@ def own_server(*, durable: bool = True) -> Iterator[OwnServer]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def promoted_copy(primary: embedded.EmbeddedServer, data_dir: Path) -> embedded.EmbeddedServer:
+def promoted_copy(primary: OwnServer, data_dir: Path) -> embedded.EmbeddedServer:
     """A copy of a running server's data as it is now (``pg_basebackup``), started as a
     server of its own. Like a standby promoted after an asynchronous primary's death, it
     holds what the primary had committed up to now and nothing after, and it is a new
